@@ -1,0 +1,130 @@
+"""Where the Redis connection comes from: one setting, resolved once per process.
+
+Resolution order: ``configure(url=...)`` (the CLI's ``--url`` calls it), then the
+``TASKS_RQ_URL`` environment variable, then the embedded server of the current folder.
+URLs are redis-py's: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS,
+``unix:///path/to.sock?db=0``. Passwords are never logged: use ``redact(url)`` to show one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tasks_rq import server
+from tasks_rq.errors import ConnectionUnavailableError
+
+logger = logging.getLogger(__name__)
+
+SOCKET_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
+MIN_VERSION = (6, 2)
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"url": None, "client": None, "pid": None}
+
+
+def configure(url: str | None = None, *, client: redis.Redis | None = None) -> None:
+    """Set the Redis server this process uses.
+
+    Args:
+        url: a Redis URL (``redis://``, ``rediss://``, ``unix://``).
+        client: a ready redis-py client instead of a URL (``decode_responses=True``).
+    """
+    with _lock:
+        _state.update(url=url, client=client, pid=os.getpid())
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def resolve_url() -> str:
+    """Return the URL this process should use, starting the embedded server if needed."""
+    url = _state["url"] or os.environ.get("TASKS_RQ_URL")
+    if url:
+        return str(url)
+    return server.ensure_running().url
+
+
+def connect(url: str) -> redis.Redis:
+    """Return a new client for ``url`` with the library's settings.
+
+    Raises:
+        ValueError: the URL is not a Redis URL.
+    """
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+    except ValueError as exc:
+        raise ValueError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+
+
+def get_client() -> redis.Redis:
+    """Return this process's shared client (created on first use, again after a fork)."""
+    client = _state["client"]
+    if client is not None and _state["pid"] == os.getpid():
+        return client  # type: ignore[no-any-return]
+    with _lock:
+        if _state["client"] is None or _state["pid"] != os.getpid():
+            url = resolve_url()
+            _state.update(client=connect(url), url=url, pid=os.getpid())
+        return _state["client"]  # type: ignore[no-any-return]
+
+
+def current_url() -> str:
+    """Return the URL of this process's client (resolving it if needed)."""
+    get_client()
+    return str(_state["url"])
+
+
+def unavailable(exc: Exception) -> ConnectionUnavailableError:
+    """Return the error to raise when Redis cannot be reached, naming the URL safely."""
+    url = _state["url"] or os.environ.get("TASKS_RQ_URL") or "(embedded)"
+    return ConnectionUnavailableError(f"cannot reach Redis at {redact(str(url))}: {exc}")
+
+
+def check_version(client: redis.Redis) -> None:
+    """Raise ``ConnectionUnavailableError`` if the server is older than Redis 6.2."""
+    version = str(client.info("server").get("redis_version", "0"))
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if numbers < MIN_VERSION:
+        raise ConnectionUnavailableError(f"Redis {version} is too old; tasks_rq needs 6.2 or newer")
+
+
+def url_of(client: redis.Redis) -> str:
+    """Return a URL that reaches the same server as ``client`` (for child processes)."""
+    if _state["client"] is client and _state["url"]:
+        return str(_state["url"])
+    params = client.connection_pool.connection_kwargs
+    db = params.get("db", 0)
+    if params.get("path"):
+        return f"unix://{params['path']}?db={db}"
+    auth = ""
+    if params.get("password"):
+        user = params.get("username") or ""
+        auth = f"{quote(user)}:{quote(str(params['password']))}@"
+    is_tls = "SSL" in client.connection_pool.connection_class.__name__
+    scheme = "rediss" if is_tls else "redis"
+    return f"{scheme}://{auth}{params.get('host', 'localhost')}:{params.get('port', 6379)}/{db}"

@@ -1,0 +1,208 @@
+"""The child processes that run jobs for a worker.
+
+A worker keeps ``concurrency`` children, started once and reused for job after job. Each
+child runs one job at a time: the worker sends it a job over a pipe and gets back the
+outcome. A job that crashes its child (``os._exit``, a segfault, ``abort``) takes only that
+child down; the worker fails the job, starts a new child, and goes on. A job that runs past
+its timeout is stopped by killing its child. Children ignore SIGINT and SIGTERM: the worker
+alone decides when a job is stopped, so Ctrl-C in a terminal never kills a running job.
+
+Children are started with multiprocessing's ``forkserver`` method on Linux (``spawn``
+elsewhere): each starts from a clean single-threaded process, imports ``tasks_rq`` and the
+worker's ``--import`` modules, and imports each task's module on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from tasks_rq import serializers
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A job sent to a child: what to call and with what."""
+
+    job_id: str
+    task_name: str
+    serializer: str
+    args: str | None
+    kwargs: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a child reports for one job."""
+
+    job_id: str
+    is_success: bool
+    payload: str
+    started_at: float
+    ended_at: float
+
+
+def _context() -> Any:
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["tasks_rq.pool", "tasks_rq.registry"])
+    return context
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Return the formatted traceback of ``exc``, even if its ``str()`` raises."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        return (
+            f"Traceback (most recent call last):\n{frames}{type(exc).__qualname__}: "
+            "<the exception's message could not be turned into text>\n"
+        )
+
+
+def run_assignment(assignment: Assignment) -> Outcome:
+    """Run one job here (in a child) and return its outcome; never raises."""
+    from tasks_rq.registry import find_task
+
+    started_at = time.time()
+    try:
+        serializer = serializers.get(assignment.serializer)
+        args = serializer.loads(assignment.args) if assignment.args else []
+        kwargs = serializer.loads(assignment.kwargs) if assignment.kwargs else {}
+        found = find_task(assignment.task_name)
+        value = found.func(*args, **kwargs)
+    except BaseException as exc:  # the job fails; the child lives on, even on SystemExit
+        return Outcome(assignment.job_id, False, describe_exception(exc), started_at, time.time())
+    try:
+        payload = serializer.dumps(value)
+    except serializers.SerializationError as exc:
+        reason = f"the task returned a value its serializer cannot carry: {exc}"
+        return Outcome(assignment.job_id, False, reason, started_at, time.time())
+    return Outcome(assignment.job_id, True, payload, started_at, time.time())
+
+
+def child_main(conn: Connection, imports: list[str]) -> None:
+    """Run jobs received on ``conn`` until the pipe closes or ``None`` arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for module in imports:
+        __import__(module)
+    while True:
+        try:
+            assignment = conn.recv()
+        except (EOFError, OSError):
+            return
+        if assignment is None:
+            return
+        conn.send(run_assignment(assignment))
+
+
+@dataclass
+class Child:
+    """One child process of the pool and the job it runs, if any."""
+
+    process: BaseProcess
+    conn: Connection
+    job_id: str | None = None
+    deadline: float = 0.0
+    sent_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_idle(self) -> bool:
+        """Return whether the child waits for a job."""
+        return self.job_id is None
+
+    def send(self, assignment: Assignment, timeout_s: float) -> None:
+        """Give the child a job that must end within ``timeout_s``."""
+        self.job_id = assignment.job_id
+        self.sent_at = time.monotonic()
+        self.deadline = self.sent_at + timeout_s
+        self.conn.send(assignment)
+
+    def kill(self) -> None:
+        """Kill the child at once and reap it."""
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if self.process.pid is not None:
+                os.kill(self.process.pid, signal.SIGKILL)
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def exit_description(self) -> str:
+        """Return how the child ended, for a job's failure reason."""
+        code = self.process.exitcode
+        if code is None:
+            return "the job's process stopped answering"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"the job's process was killed by {name}"
+        return f"the job's process exited with code {code}"
+
+
+class Pool:
+    """A fixed number of reusable child processes.
+
+    Args:
+        size: how many children.
+        imports: modules every child imports when it starts.
+    """
+
+    def __init__(self, size: int, imports: list[str]) -> None:
+        self.size = size
+        self.imports = imports
+        self._context = _context()
+        self.children: list[Child] = [self._spawn() for _ in range(size)]
+
+    def _spawn(self) -> Child:
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=child_main, args=(child_end, self.imports), daemon=True, name="tasks-rq-job"
+        )
+        process.start()
+        child_end.close()
+        return Child(process=process, conn=parent_end)
+
+    def replace(self, child: Child) -> Child:
+        """Kill ``child`` and put a fresh one in its place."""
+        child.kill()
+        fresh = self._spawn()
+        self.children[self.children.index(child)] = fresh
+        return fresh
+
+    def idle(self) -> list[Child]:
+        """Return the children waiting for a job."""
+        return [child for child in self.children if child.is_idle]
+
+    def busy(self) -> list[Child]:
+        """Return the children running a job."""
+        return [child for child in self.children if not child.is_idle]
+
+    def close(self) -> None:
+        """Stop every child: idle ones are asked, busy ones are killed."""
+        for child in self.children:
+            if child.is_idle:
+                with contextlib.suppress(OSError, BrokenPipeError):
+                    child.conn.send(None)
+            else:
+                child.kill()
+        for child in self.children:
+            child.process.join(timeout=5)
+            if child.process.is_alive():
+                child.kill()

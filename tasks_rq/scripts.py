@@ -1,0 +1,78 @@
+"""The Lua scripts that make each move of a job one atomic step.
+
+Each script lives in ``lua/<name>.lua`` (shipped as package data), headed by its KEYS, ARGV
+and return contract. Called directly, a script goes through redis-py's ``Script`` (EVALSHA,
+loading it again if the server lost its cache). Queued on a pipeline with ``queue_call``,
+it is sent as a bare EVALSHA; ``run_pipeline`` reloads the scripts and runs again the calls
+a server without them refused, so a batch costs one round trip.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+NAMES = (
+    "enqueue", "promote", "claim", "renew", "finish", "release", "cancel", "recover", "delete",
+    "lock",
+)
+
+
+@lru_cache(maxsize=None)
+def source(name: str) -> str:
+    """Return the Lua source of script ``name``."""
+    return (resources.files("tasks_rq") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The scripts registered on one Redis client, as callables."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.enqueue: Script = client.register_script(source("enqueue"))
+        self.promote: Script = client.register_script(source("promote"))
+        self.claim: Script = client.register_script(source("claim"))
+        self.renew: Script = client.register_script(source("renew"))
+        self.finish: Script = client.register_script(source("finish"))
+        self.release: Script = client.register_script(source("release"))
+        self.cancel: Script = client.register_script(source("cancel"))
+        self.recover: Script = client.register_script(source("recover"))
+        self.delete: Script = client.register_script(source("delete"))
+        self.lock: Script = client.register_script(source("lock"))
+
+    def load_all(self) -> None:
+        """Load every script into the server's cache."""
+        for name in NAMES:
+            script: Script = getattr(self, name)
+            script.sha = str(self.client.script_load(script.script))
+
+
+def queue_call(pipe: Any, script: Script, keys: list[str], args: list[Any]) -> None:
+    """Queue one EVALSHA of ``script`` on ``pipe``."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
+def run_pipeline(scripts: Scripts, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+    """Run script ``calls`` in one round trip; return their results in order.
+
+    Errors other than a missing script are returned in place of a result.
+    """
+    results = _send(scripts.client, calls)
+    missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+    if missing:
+        scripts.load_all()
+        again = _send(scripts.client, [calls[i] for i in missing])
+        for index, result in zip(missing, again):
+            results[index] = result
+    return results
+
+
+def _send(client: Any, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for script, keys, args in calls:
+        queue_call(pipe, script, keys, args)
+    return list(pipe.execute(raise_on_error=False))

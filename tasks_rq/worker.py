@@ -1,0 +1,457 @@
+"""The worker: claims jobs from its queues, runs them in its pool, records their outcome.
+
+One loop in the worker's main process: claim jobs (a batch per round trip, each with a
+lease), hand them to idle children, wait for outcomes, finish them (many per round trip),
+renew the leases of what it holds, and heartbeat. Idle, it sleeps on a pub/sub channel that
+enqueues publish to, so a new job starts within milliseconds without polling.
+
+Shutdown: the first SIGINT or SIGTERM stops claiming, gives back jobs claimed but not yet
+started, and waits for running jobs to end. A second signal, or ``shutdown_timeout``
+passing, kills the running jobs and puts them back at the front of their queue without
+spending a retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from types import FrameType
+from typing import Any
+
+import redis
+
+from tasks_rq import connection, keys
+from tasks_rq.job import scripts_for
+from tasks_rq.options import (
+    DEFAULT_FAILURE_TTL_S,
+    DEFAULT_RESULT_TTL_S,
+    DEFAULT_TIMEOUT_S,
+    Retry,
+    gap_for,
+)
+from tasks_rq.pool import Assignment, Child, Outcome, Pool
+from tasks_rq.queue import Queue
+from tasks_rq.scripts import run_pipeline
+from tasks_rq.waker import Waker
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 15.0
+FAST_JOB_S = 0.005
+PREFETCH_PER_CHILD = 16
+MAX_ERROR_IN_HISTORY = 2000
+BACKOFF_CAP_S = 5.0
+
+
+@dataclass
+class ClaimedJob:
+    """A job this worker holds a lease on."""
+
+    queue: str
+    job_id: str
+    fields: dict[str, str]
+
+    @property
+    def claims(self) -> str:
+        """Return the claim number that, with the worker's name, identifies the lease."""
+        return self.fields.get("claims", "0")
+
+    @property
+    def timeout_s(self) -> float:
+        """Return how long a run may take."""
+        return float(self.fields.get("timeout") or DEFAULT_TIMEOUT_S)
+
+    def assignment(self) -> Assignment:
+        """Return what a child needs to run the job."""
+        fields = self.fields
+        return Assignment(self.job_id, fields.get("task", ""), fields.get("serializer", "json"),
+                          fields.get("args"), fields.get("kwargs"))
+
+
+class Worker:
+    """Runs the jobs of its queues, the first queue served first.
+
+    Args:
+        queues: queue names (or ``Queue`` objects), highest priority first.
+        name: a unique name (default: host, pid and a random suffix).
+        concurrency: how many jobs run at once, each in its own child process.
+        imports: modules to import before taking jobs (their tasks get registered).
+        lease_s: how long a claimed job stays leased without renewal; a worker that dies
+            gets its jobs recovered about this long after its last renewal.
+        shutdown_timeout_s: after the first stop signal, how long running jobs may take
+            before they are killed and put back (``None``: as long as they need).
+        connection: a Redis client (default: this process's configured one).
+    """
+
+    def __init__(
+        self,
+        queues: Sequence[str | Queue] = ("default",),
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        imports: Sequence[str] = (),
+        lease_s: float = DEFAULT_LEASE_S,
+        shutdown_timeout_s: float | None = None,
+        connection: redis.Redis | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        names = [q.name if isinstance(q, Queue) else keys.check_queue_name(q) for q in queues]
+        if not names:
+            raise ValueError("a worker needs at least one queue")
+        self.queues = list(dict.fromkeys(names))
+        self.name = name or f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}"
+        self.lease_holder = f"{self.name}/{secrets.token_hex(4)}"
+        self.concurrency = concurrency
+        self.imports = list(imports)
+        self.lease_s = lease_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._client = connection
+        self.processed = 0
+        self._held: dict[str, ClaimedJob] = {}
+        self._pending: list[tuple[ClaimedJob, Outcome]] = []
+        self._buffer: deque[ClaimedJob] = deque()
+        self._stop_requested = 0
+        self._stop_started = 0.0
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._fast = False
+        self._next_heartbeat = 0.0
+        self._redis_down_since: float | None = None
+
+    @property
+    def connection(self) -> redis.Redis:
+        """Return the Redis client of the worker."""
+        if self._client is None:
+            self._client = connection.get_client()
+        return self._client
+
+    def request_stop(self, hard: bool = False) -> None:
+        """Ask the worker to stop (as SIGTERM does); ``hard`` also stops running jobs."""
+        self._stop_requested = 2 if hard else self._stop_requested + 1
+        if not self._stop_started:
+            self._stop_started = time.monotonic()
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_write, b"s")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self._stop_requested:
+            logger.warning("worker %s: second %s, stopping running jobs", self.name, name)
+        else:
+            logger.info("worker %s: %s received, finishing running jobs", self.name, name)
+        self.request_stop()
+
+    def work(self, *, burst: bool = False, with_scheduler: bool = False) -> int:
+        """Run jobs until stopped (or, with ``burst``, until the queues are empty).
+
+        Args:
+            burst: stop once no job is left to run.
+            with_scheduler: also run the scheduler, in a child process (in burst mode, one
+                scheduling pass before working and once more before stopping).
+
+        Returns:
+            How many jobs this worker ran.
+        """
+        client = self.connection
+        self._scripts = scripts_for(client)
+        self._scripts.load_all()
+        for name in self.queues:
+            Queue(name, client)._remember(client)
+        self._install_signals()
+        from tasks_rq.scheduler import SchedulerSupervisor
+
+        supervisor = SchedulerSupervisor(self.queues, client, enabled=with_scheduler, burst=burst)
+        self.pool = Pool(self.concurrency, self.imports)
+        waker = Waker(client, self.queues, self._wake_write)
+        logger.info("worker %s: started on %s, concurrency %d", self.name,
+                    ", ".join(self.queues), self.concurrency)
+        try:
+            supervisor.start()
+            waker.start()
+            self._loop(burst, supervisor)
+        finally:
+            self._shutdown(waker, supervisor)
+        return self.processed
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+
+    def _loop(self, burst: bool, supervisor: Any) -> None:
+        while True:
+            if self._stop_requested >= 2 or self._shutdown_timed_out():
+                return
+            if self._stop_requested:
+                self._release(list(self._buffer))
+                self._buffer.clear()
+                if not self.pool.busy():
+                    return
+            else:
+                self._guarded(self._fill)
+            if burst and not self._held and not self._stop_requested:
+                if supervisor.burst_pass() == 0 and not self._claim_into_buffer():
+                    return
+                continue
+            self._wait(0.0 if self._buffer and self.pool.idle() else 1.0)
+            self._check_children()
+            if self._pending:
+                self._guarded(self._flush)
+            self._guarded(self._heartbeat)
+            supervisor.watch()
+
+    def _shutdown_timed_out(self) -> bool:
+        limit = self.shutdown_timeout_s
+        return bool(self._stop_requested and limit is not None
+                    and time.monotonic() - self._stop_started > limit)
+
+    def _guarded(self, step: Any) -> None:
+        try:
+            step()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._on_redis_down(exc)
+        else:
+            self._on_redis_up()
+
+    def _on_redis_down(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._redis_down_since is None:
+            self._redis_down_since = now
+            logger.warning("worker %s: Redis unreachable (%s); retrying", self.name, exc)
+        pause = min(BACKOFF_CAP_S, 0.1 * 2 ** min(10, int(now - self._redis_down_since)))
+        self._wait(pause)
+
+    def _on_redis_up(self) -> None:
+        if self._redis_down_since is not None:
+            down_s = time.monotonic() - self._redis_down_since
+            logger.warning("worker %s: Redis reachable again after %.1f s", self.name, down_s)
+            self._redis_down_since = None
+
+    def _fill(self) -> None:
+        idle = self.pool.idle()
+        if idle and len(self._buffer) < len(idle):
+            self._claim_into_buffer()
+        for child in self.pool.idle():
+            if not self._buffer:
+                break
+            self._dispatch(child, self._buffer.popleft())
+
+    def _claim_into_buffer(self) -> int:
+        idle = max(1, len(self.pool.idle()))
+        want = idle * PREFETCH_PER_CHILD if self._fast else idle
+        want -= len(self._buffer)
+        claimed = 0
+        for name in self.queues:
+            if want - claimed <= 0:
+                break
+            claimed += self._claim(name, want - claimed)
+        return claimed
+
+    def _claim(self, queue: str, count: int) -> int:
+        names = keys.for_queue(queue)
+        now = time.time()
+        reply = self._scripts.claim(
+            keys=[names.queue, names.started, names.job_prefix],
+            args=[now, now + self.lease_s, count, self.lease_holder],
+        )
+        for index in range(0, len(reply), 2):
+            fields = dict(zip(reply[index + 1][::2], reply[index + 1][1::2]))
+            job = ClaimedJob(queue, reply[index], fields)
+            self._held[job.job_id] = job
+            self._buffer.append(job)
+        return len(reply) // 2
+
+    def _dispatch(self, child: Child, job: ClaimedJob) -> None:
+        logger.debug("job %s: starting %s", job.job_id, job.fields.get("task"))
+        try:
+            child.send(job.assignment(), job.timeout_s)
+        except (OSError, BrokenPipeError):
+            self._buffer.appendleft(job)
+            child.job_id = None
+            self.pool.replace(child)
+
+    def _wait(self, timeout: float) -> None:
+        waitables: list[Any] = [self._wake_read]
+        for child in self.pool.busy():
+            waitables += [child.conn, child.process.sentinel]
+            timeout = min(timeout, max(0.0, child.deadline - time.monotonic()))
+        ready = wait(waitables, timeout=timeout)
+        if self._wake_read in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_read, 4096)
+        for child in self.pool.busy():
+            if child.conn in ready or child.conn.poll():
+                self._receive(child, self._pending)
+
+    def _receive(self, child: Child, outcomes: list[tuple[ClaimedJob, Outcome]]) -> None:
+        try:
+            outcome: Outcome = child.conn.recv()
+        except (EOFError, OSError):
+            return
+        job = self._held.get(outcome.job_id)
+        child.job_id = None
+        if job is not None:
+            outcomes.append((job, outcome))
+            self._fast = outcome.ended_at - outcome.started_at < FAST_JOB_S
+            self._dispatch_next(child)
+
+    def _dispatch_next(self, child: Child) -> None:
+        if self._buffer and not self._stop_requested:
+            self._dispatch(child, self._buffer.popleft())
+
+    def _check_children(self) -> None:
+        now = time.monotonic()
+        for child in list(self.pool.busy()):
+            job = self._held.get(child.job_id or "")
+            if not child.process.is_alive():
+                reason = f"{child.exit_description()} while running the job"
+            elif now > child.deadline and job is not None:
+                reason = f"timed out after {job.timeout_s:g} s; the job's process was killed"
+            else:
+                continue
+            self.pool.replace(child)
+            if job is not None:
+                started = time.time() - (now - child.sent_at)
+                self._pending.append((job, Outcome(job.job_id, False, reason, started,
+                                                   time.time())))
+
+    def _flush(self) -> None:
+        outcomes = self._pending
+        calls = [self._finish_call(job, outcome) for job, outcome in outcomes]
+        results = run_pipeline(self._scripts, calls)
+        self._pending = []
+        for (job, outcome), result in zip(outcomes, results):
+            self._log_outcome(job, outcome, result)
+            self._held.pop(job.job_id, None)
+            self.processed += 1
+
+    def _finish_call(self, job: ClaimedJob, outcome: Outcome) -> Any:
+        names = keys.for_queue(job.queue)
+        fields = job.fields
+        next_due, ttl = self._next_run(fields, outcome)
+        record = ""
+        if "repeat" in fields or "retry" in fields:
+            record = json.dumps({
+                "outcome": "ok" if outcome.is_success else "fail",
+                "started_at": outcome.started_at, "ended_at": outcome.ended_at,
+                "result" if outcome.is_success else "error":
+                    outcome.payload if outcome.is_success
+                    else outcome.payload[-MAX_ERROR_IN_HISTORY:],
+            })
+        call_keys = [names.job(job.job_id), names.started, names.queue, names.scheduled,
+                     names.finished, names.failed, names.canceled, names.history(job.job_id)]
+        args = [job.job_id, self.lease_holder, job.claims, outcome.ended_at,
+                "ok" if outcome.is_success else "fail", outcome.payload, next_due, ttl,
+                keys.wake_channel(job.queue), keys.done_channel(job.queue, job.job_id), record,
+                10]
+        return (self._scripts.finish, call_keys, args)
+
+    @staticmethod
+    def _next_run(fields: dict[str, str], outcome: Outcome) -> tuple[str, int]:
+        if outcome.is_success:
+            ttl = int(fields.get("result_ttl") or DEFAULT_RESULT_TTL_S)
+            left = int(fields.get("repeats_left") or 0)
+            if left <= 0:
+                return "", ttl
+            spec = json.loads(fields["repeat"])
+            gap = gap_for(spec["interval"], int(spec["times"]) - left + 1)
+            return repr(outcome.ended_at + gap), ttl
+        ttl = int(fields.get("failure_ttl") or DEFAULT_FAILURE_TTL_S)
+        left = int(fields.get("retries_left") or 0)
+        if left <= 0:
+            return "", ttl
+        number = int(fields.get("retries") or left) - left + 1
+        return repr(outcome.ended_at + Retry.gap_from_json(fields["retry"], number)), ttl
+
+    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, result: Any) -> None:
+        took_ms = (outcome.ended_at - outcome.started_at) * 1000
+        task_name = job.fields.get("task")
+        if isinstance(result, Exception):
+            logger.error("job %s: could not record its outcome: %s", job.job_id, result)
+        elif result == "stale":
+            logger.warning("job %s: lease lost while running (recovered elsewhere); "
+                           "outcome dropped", job.job_id)
+        elif outcome.is_success:
+            logger.info("job %s: %s finished in %.1f ms (%s)", job.job_id, task_name, took_ms,
+                        result)
+        else:
+            last = outcome.payload.strip().splitlines()[-1] if outcome.payload.strip() else ""
+            logger.info("job %s: %s failed in %.1f ms (%s): %s", job.job_id, task_name, took_ms,
+                        result, last)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.lease_s / 3
+        self._renew(now)
+        busy = [child.job_id for child in self.pool.busy() if child.job_id]
+        info = {"name": self.name, "queues": ",".join(self.queues), "pid": os.getpid(),
+                "host": socket.gethostname(), "concurrency": self.concurrency,
+                "state": "busy" if busy else "idle", "jobs": ",".join(busy),
+                "heartbeat": now, "processed": self.processed}
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.hset(keys.worker_key(self.name), mapping=info)
+        pipe.expire(keys.worker_key(self.name), int(self.lease_s * 2) + 1)
+        pipe.zadd(keys.WORKERS, {self.name: now})
+        pipe.execute()
+
+    def _renew(self, now: float) -> None:
+        by_queue: dict[str, list[Any]] = {}
+        for job in self._held.values():
+            by_queue.setdefault(job.queue, []).extend([job.job_id, job.claims])
+        for queue, pairs in by_queue.items():
+            names = keys.for_queue(queue)
+            lost = self._scripts.renew(keys=[names.started, names.job_prefix],
+                                       args=[now + self.lease_s, self.lease_holder, *pairs])
+            for job_id in lost:
+                logger.warning("job %s: lease lost (it was recovered after a stall)", job_id)
+
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        by_queue: dict[str, list[Any]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.queue, []).extend([job.job_id, job.claims])
+            self._held.pop(job.job_id, None)
+        for queue, pairs in by_queue.items():
+            names = keys.for_queue(queue)
+            try:
+                count = self._scripts.release(
+                    keys=[names.started, names.queue, names.job_prefix],
+                    args=[self.lease_holder, time.time(), keys.wake_channel(queue), *pairs])
+            except redis.RedisError as exc:
+                logger.warning("worker %s: could not give back %d job(s) of %s (%s); "
+                               "their leases will expire", self.name, len(pairs) // 2, queue, exc)
+                continue
+            logger.info("worker %s: gave back %d job(s) to %s", self.name, count, queue)
+
+    def _shutdown(self, waker: Waker, supervisor: Any) -> None:
+        waker.stop()
+        running = [self._held[c.job_id] for c in self.pool.busy() if c.job_id in self._held]
+        self.pool.close()
+        with contextlib.suppress(redis.RedisError):
+            if self._pending:
+                self._flush()
+        with contextlib.suppress(redis.RedisError):
+            self._release(list(self._buffer) + running)
+        supervisor.stop()
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.connection.pipeline(transaction=False)
+            pipe.delete(keys.worker_key(self.name))
+            pipe.zrem(keys.WORKERS, self.name)
+            pipe.execute()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        logger.info("worker %s: stopped after %d job(s)", self.name, self.processed)
