@@ -474,11 +474,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(LEGEND)
     notes = []
+    missing: dict[str, list[str]] = {}
     for res in list(results.values()) + ([ceiling] if ceiling else []):
+        if res.get("status") == spec.NOT_IMPLEMENTED:
+            missing.setdefault(res["system"], []).append(res["figure"])
+            continue
         for note in res.get("notes", []):
             notes.append(f"  [{res['system']} {res['figure']}] {note}")
         if res.get("status") == spec.ERROR:
             notes.append(f"  [{res['system']} {res['figure']}] ERROR: {res.get('error')}")
+    for system, figures in missing.items():
+        notes.append(f"  [{system}] not implemented: {', '.join(figures)}")
     if notes:
         print("notes:")
         print("\n".join(notes))

@@ -94,6 +94,7 @@ class Job(Generic[R]):
         self.id = job_id
         self.queue = queue
         self._fields: dict[str, str] = fields or {}
+        self._loaded = bool(fields)
         self._client = client
 
     def __repr__(self) -> str:
@@ -145,9 +146,14 @@ class Job(Generic[R]):
         if not fields:
             raise NoSuchJobError(f"job {self.id!r} is no longer stored (expired or deleted)")
         self._fields = fields
+        self._loaded = True
+
+    def _forget(self) -> None:
+        self._fields = {}
+        self._loaded = False
 
     def _field(self, name: str) -> str | None:
-        if not self._fields:
+        if not self._loaded:
             self.refresh()
         return self._fields.get(name)
 
@@ -161,7 +167,8 @@ class Job(Generic[R]):
         value = self.connection.hget(self.key, "status")
         if value is None:
             raise NoSuchJobError(f"job {self.id!r} is no longer stored (expired or deleted)")
-        self._fields["status"] = str(value)
+        if self._loaded:
+            self._fields["status"] = str(value)
         return JobStatus(value)
 
     @property
@@ -339,7 +346,7 @@ class Job(Generic[R]):
         )
         if outcome == "missing":
             raise NoSuchJobError(f"job {self.id!r} is no longer stored (expired or deleted)")
-        self._fields = {}
+        self._forget()
         return outcome in ("canceled", "cancel_requested")
 
     def delete(self) -> bool:
@@ -349,7 +356,7 @@ class Job(Generic[R]):
         existed = scripts_for(self.connection).delete(
             keys=[self.key, names.history(self.id), names.queue, *registries], args=[self.id]
         )
-        self._fields = {}
+        self._forget()
         return bool(existed)
 
     def to_dict(self) -> dict[str, Any]:

@@ -108,7 +108,6 @@ class Queue:
                 then nothing at all is stored.
         """
         client = self.connection
-        self._remember(client)
         now = time.time()
         ids = [request.job_id or uuid.uuid4().hex for request in requests]
         argv: list[Any] = [_conflict_mode(requests), keys.wake_channel(self.name), len(requests)]
@@ -121,12 +120,13 @@ class Queue:
         names = self.keys
         job_keys = [names.job(job_id) for job_id in ids]
         try:
+            self._remember(client)
             outcomes = scripts_for(client).enqueue(
                 keys=[names.queue, names.scheduled, names.finished, names.failed,
                       names.canceled, *job_keys],
                 args=argv,
             )
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise connection.unavailable(exc) from exc
         return self._jobs_from(ids, requests, outcomes)
 

@@ -1,0 +1,3 @@
+"""A module that raises when imported (for the worker's --import test)."""
+
+raise RuntimeError("this module is broken on purpose")
