@@ -59,7 +59,25 @@ def _context() -> Any:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["tasks_rq.pool", "tasks_rq.registry"])
+        _start_forkserver_deaf_to_sigterm()
     return context
+
+
+def _start_forkserver_deaf_to_sigterm() -> None:
+    # A SIGTERM sent to the whole process group (systemd, kill -- -PGID) must not kill the
+    # fork server: the worker would lose track of its children. An ignored signal stays
+    # ignored across exec, so start the server while SIGTERM is ignored.
+    import multiprocessing.forkserver as forkserver
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def describe_exception(exc: BaseException) -> str:
