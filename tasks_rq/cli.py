@@ -37,8 +37,9 @@ def _friendly_errors(func: F) -> F:
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("tasks_rq").setLevel(level)
 
 
@@ -81,27 +82,61 @@ def _connect_or_fail() -> redis.Redis:
 @click.option("--burst", is_flag=True, help="Stop once no job is left.")
 @click.option("--with-scheduler", is_flag=True, help="Also run the scheduler (child process).")
 @click.option("--name", help="Worker name (default: host.pid.random).")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Jobs run at once, each in its own child process.")
-@click.option("--import", "imports", multiple=True, metavar="MODULE",
-              help="Import MODULE first (repeatable), so its tasks are known.")
-@click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=15.0,
-              show_default=True, help="Seconds a job stays leased without renewal.")
-@click.option("--shutdown-timeout", "shutdown_timeout_s", type=click.FloatRange(min=0),
-              help="After SIGTERM, seconds running jobs may take before being put back.")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs run at once, each in its own child process.",
+)
+@click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE first (repeatable), so its tasks are known.",
+)
+@click.option(
+    "--lease",
+    "lease_s",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a job stays leased without renewal.",
+)
+@click.option(
+    "--shutdown-timeout",
+    "shutdown_timeout_s",
+    type=click.FloatRange(min=0),
+    help="After SIGTERM, seconds running jobs may take before being put back.",
+)
 @_friendly_errors
-def worker(queues: tuple[str, ...], burst: bool, with_scheduler: bool, name: str | None,
-           concurrency: int, imports: tuple[str, ...], lease_s: float,
-           shutdown_timeout_s: float | None) -> None:
+def worker(
+    queues: tuple[str, ...],
+    burst: bool,
+    with_scheduler: bool,
+    name: str | None,
+    concurrency: int,
+    imports: tuple[str, ...],
+    lease_s: float,
+    shutdown_timeout_s: float | None,
+) -> None:
     """Run jobs from QUEUES (default: default), the first queue served first."""
     from tasks_rq.worker import Worker
 
     sys.path.insert(0, ".")
     _import_modules(imports)
     client = _connect_or_fail()
-    runner = Worker(list(queues) or ["default"], name=name, concurrency=concurrency,
-                    imports=list(imports), lease_s=lease_s,
-                    shutdown_timeout_s=shutdown_timeout_s, connection=client)
+    runner = Worker(
+        list(queues) or ["default"],
+        name=name,
+        concurrency=concurrency,
+        imports=list(imports),
+        lease_s=lease_s,
+        shutdown_timeout_s=shutdown_timeout_s,
+        connection=client,
+    )
     runner.work(burst=burst, with_scheduler=with_scheduler)
 
 

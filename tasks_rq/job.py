@@ -128,7 +128,7 @@ class Job(Generic[R]):
             NoSuchJobError: no queue holds a job with that id.
         """
         client = client or connection.get_client()
-        names = [queue] if queue else sorted(client.smembers(keys.QUEUES))  # type: ignore[arg-type]
+        names = [queue] if queue else sorted(client.smembers(keys.QUEUES))
         for name in names:
             fields = client.hgetall(keys.for_queue(name).job(job_id))
             if fields:
@@ -266,7 +266,7 @@ class Job(Generic[R]):
     def return_value(self) -> R | None:
         """Return the latest successful run's result without waiting (``None`` if none)."""
         text = self._field("result")
-        return self.serializer.loads(text) if text is not None else None  # type: ignore[no-any-return]
+        return self.serializer.loads(text) if text is not None else None
 
     def result(self, timeout: float | None = None) -> R:
         """Wait for the job to end and return its result.
@@ -284,7 +284,7 @@ class Job(Generic[R]):
             NoSuchJobError: the job is no longer stored.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.connection.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(keys.done_channel(self.queue, self.id))
             while not self.status.is_final:
@@ -310,8 +310,8 @@ class Job(Generic[R]):
     def history(self) -> list[RunRecord]:
         """Return the latest runs of a repeating or retried job, newest first."""
         names = keys.for_queue(self.queue)
-        entries = self.connection.lrange(names.history(self.id), 0, -1)
-        return [self._run_record(entry) for entry in entries]  # type: ignore[union-attr]
+        entries: list[str] = self.connection.lrange(names.history(self.id), 0, -1)  # type: ignore[assignment]
+        return [self._run_record(entry) for entry in entries]
 
     def _run_record(self, entry: str) -> RunRecord:
         data = json.loads(entry)

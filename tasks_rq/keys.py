@@ -6,7 +6,7 @@ transaction touches a single slot and the same code runs on Redis Cluster.
 | key                          | type   | TTL                 | written by                         |
 |------------------------------|--------|---------------------|------------------------------------|
 | ``trq:queues``               | set    | none                | enqueue (once per process)         |
-| ``trq:workers``              | zset   | none (pruned)       | worker heartbeat: name -> last seen |
+| ``trq:workers``              | zset   | none (pruned)       | worker heartbeat (name: last seen) |
 | ``trq:worker:<name>``        | hash   | 3 heartbeats        | worker heartbeat                   |
 | ``trq:{q}:queue``            | list   | none                | enqueue, promote, recover, finish  |
 | ``trq:{q}:scheduled``        | zset   | none                | schedule, finish (repeat, retry)   |

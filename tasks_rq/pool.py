@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from tasks_rq import serializers
+from tasks_rq.errors import SerializationError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def run_assignment(assignment: Assignment) -> Outcome:
         return Outcome(assignment.job_id, False, describe_exception(exc), started_at, time.time())
     try:
         payload = serializer.dumps(value)
-    except serializers.SerializationError as exc:
+    except SerializationError as exc:
         reason = f"the task returned a value its serializer cannot carry: {exc}"
         return Outcome(assignment.job_id, False, reason, started_at, time.time())
     return Outcome(assignment.job_id, True, payload, started_at, time.time())

@@ -65,7 +65,7 @@ class Queue:
         return self._client
 
     def __len__(self) -> int:
-        return int(self.connection.llen(self.keys.queue))  # type: ignore[arg-type]
+        return int(self.connection.llen(self.keys.queue))
 
     @property
     def count(self) -> int:
@@ -111,7 +111,7 @@ class Queue:
         now = time.time()
         ids = [request.job_id or uuid.uuid4().hex for request in requests]
         argv: list[Any] = [_conflict_mode(requests), keys.wake_channel(self.name), len(requests)]
-        for job_id, request in zip(ids, requests):
+        for job_id, request in zip(ids, requests, strict=True):
             fields = _fields(request, now)
             due = "" if request.due is None else repr(request.due)
             argv += [job_id, due, len(fields)]
@@ -122,8 +122,14 @@ class Queue:
         try:
             self._remember(client)
             outcomes = scripts_for(client).enqueue(
-                keys=[names.queue, names.scheduled, names.finished, names.failed,
-                      names.canceled, *job_keys],
+                keys=[
+                    names.queue,
+                    names.scheduled,
+                    names.finished,
+                    names.failed,
+                    names.canceled,
+                    *job_keys,
+                ],
                 args=argv,
             )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -134,7 +140,7 @@ class Queue:
         self, ids: list[str], requests: Sequence[JobRequest], outcomes: list[str]
     ) -> list[Job[Any]]:
         jobs: list[Job[Any]] = []
-        for job_id, request, outcome in zip(ids, requests, outcomes):
+        for job_id, request, outcome in zip(ids, requests, outcomes, strict=True):
             if outcome != "ok" and request.options.on_conflict == "raise":
                 raise DuplicateJobError(job_id, outcome)
             jobs.append(Job(job_id, self.name, client=self.connection))
@@ -185,8 +191,9 @@ def _optional_fields(fields: dict[str, Any], options: JobOptions) -> None:
     if options.description:
         fields["description"] = options.description
     if options.retry is not None and options.retry.max > 0:
-        fields.update(retry=options.retry.to_json(), retries=options.retry.max,
-                      retries_left=options.retry.max)
+        fields.update(
+            retry=options.retry.to_json(), retries=options.retry.max, retries_left=options.retry.max
+        )
     if options.repeat is not None:
         fields.update(repeat=options.repeat.to_json(), repeats_left=options.repeat.times)
 
@@ -220,7 +227,7 @@ class BaseRegistry:
         return self.queue.connection
 
     def __len__(self) -> int:
-        return int(self.connection.zcard(self.key))  # type: ignore[arg-type]
+        return int(self.connection.zcard(self.key))
 
     @property
     def count(self) -> int:

@@ -86,8 +86,9 @@ class Scheduler:
                     down_since = self._on_outage(exc, down_since)
         finally:
             self.release_all()
-            logger.info("scheduler %s: stopped after promoting %d job(s)", self.token,
-                        self.promoted)
+            logger.info(
+                "scheduler %s: stopped after promoting %d job(s)", self.token, self.promoted
+            )
 
     def _on_outage(self, exc: Exception, down_since: float | None) -> float:
         now = time.monotonic()
@@ -98,7 +99,7 @@ class Scheduler:
         return down_since
 
     def _serve(self, should_stop: Callable[[], bool]) -> None:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(*[keys.wake_channel(name) for name in self.queues])
             if self.owned or self._next_lock_round:
@@ -122,8 +123,10 @@ class Scheduler:
         if now >= self._next_maintenance:
             self.maintain()
             self._next_maintenance = time.time() + MAINTENANCE_S
-        wake_at = min([self._next_lock_round, self._next_maintenance]
-                      + [self.next_due[name] for name in self.owned if name in self.next_due])
+        wake_at = min(
+            [self._next_lock_round, self._next_maintenance]
+            + [self.next_due[name] for name in self.owned if name in self.next_due]
+        )
         return max(0.0, wake_at - time.time())
 
     def _lock_round(self) -> None:
@@ -138,15 +141,17 @@ class Scheduler:
                 logger.debug("scheduler %s: queue %s is held by another", self.token, name)
 
     def _lock(self, name: str, action: str) -> bool:
-        reply = self.scripts.lock(keys=[keys.for_queue(name).lock],
-                                  args=[action, self.token, self.lock_ttl_ms])
+        reply = self.scripts.lock(
+            keys=[keys.for_queue(name).lock], args=[action, self.token, self.lock_ttl_ms]
+        )
         return bool(reply)
 
     def _lost(self, name: str) -> None:
         self.owned.discard(name)
         self.next_due.pop(name, None)
-        logger.warning("scheduler %s: lost the lock of queue %s; stopped promoting it",
-                       self.token, name)
+        logger.warning(
+            "scheduler %s: lost the lock of queue %s; stopped promoting it", self.token, name
+        )
 
     def promote(self, name: str) -> int:
         """Move every due job of queue ``name`` onto it; return how many moved."""
@@ -169,8 +174,7 @@ class Scheduler:
                 break
         if moved_total:
             self.promoted += moved_total
-            logger.debug("scheduler %s: moved %d due job(s) to %s", self.token, moved_total,
-                         name)
+            logger.debug("scheduler %s: moved %d due job(s) to %s", self.token, moved_total, name)
         return moved_total
 
     def maintain(self) -> None:
@@ -190,8 +194,14 @@ class Scheduler:
         names = keys.for_queue(name)
         requeued, abandoned = self.scripts.recover(
             keys=[names.started, names.queue, names.failed, names.job_prefix],
-            args=[now or time.time(), RECOVER_BATCH, self.max_recoveries, DEFAULT_FAILURE_TTL_S,
-                  keys.wake_channel(name), keys.done_channel(name, "")],
+            args=[
+                now or time.time(),
+                RECOVER_BATCH,
+                self.max_recoveries,
+                DEFAULT_FAILURE_TTL_S,
+                keys.wake_channel(name),
+                keys.done_channel(name, ""),
+            ],
         )
         for job_id in requeued:
             logger.warning("job %s: its worker stopped renewing the lease; requeued", job_id)
@@ -236,8 +246,9 @@ class SchedulerSupervisor:
         burst: run passes in-process instead of a child (burst workers).
     """
 
-    def __init__(self, queues: Sequence[str], client: redis.Redis, *, enabled: bool,
-                 burst: bool) -> None:
+    def __init__(
+        self, queues: Sequence[str], client: redis.Redis, *, enabled: bool, burst: bool
+    ) -> None:
         self.queues = list(queues)
         self.client = client
         self.enabled = enabled
@@ -254,8 +265,12 @@ class SchedulerSupervisor:
         self._last_start = time.monotonic()
         url = connection.url_of(self.client)
         level = logging.getLogger("tasks_rq").getEffectiveLevel()
-        self.process = _context().Process(target=scheduler_main, args=(self.queues, url, level),
-                                          daemon=True, name="tasks-rq-scheduler")
+        self.process = _context().Process(
+            target=scheduler_main,
+            args=(self.queues, url, level),
+            daemon=True,
+            name="tasks-rq-scheduler",
+        )
         self.process.start()
 
     def watch(self) -> None:
@@ -264,8 +279,11 @@ class SchedulerSupervisor:
             return
         if time.monotonic() - self._last_start < RESTART_PAUSE_S:
             return
-        logger.warning("scheduler process %s died (exit code %s); restarting it",
-                       self.process.pid, self.process.exitcode)
+        logger.warning(
+            "scheduler process %s died (exit code %s); restarting it",
+            self.process.pid,
+            self.process.exitcode,
+        )
         self.start()
 
     def burst_pass(self) -> int:

@@ -9,7 +9,7 @@ a server without them refused, so a batch costs one round trip.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -17,12 +17,20 @@ import redis
 from redis.commands.core import Script
 
 NAMES = (
-    "enqueue", "promote", "claim", "renew", "finish", "release", "cancel", "recover", "delete",
+    "enqueue",
+    "promote",
+    "claim",
+    "renew",
+    "finish",
+    "release",
+    "cancel",
+    "recover",
+    "delete",
     "lock",
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def source(name: str) -> str:
     """Return the Lua source of script ``name``."""
     return (resources.files("tasks_rq") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
@@ -66,7 +74,7 @@ def run_pipeline(scripts: Scripts, calls: list[tuple[Script, list[str], list[Any
     if missing:
         scripts.load_all()
         again = _send(scripts.client, [calls[i] for i in missing])
-        for index, result in zip(missing, again):
+        for index, result in zip(missing, again, strict=True):
             results[index] = result
     return results
 

@@ -21,7 +21,7 @@ from typing_extensions import ParamSpec
 from tasks_rq import serializers, timing
 from tasks_rq.errors import SerializationError, TaskDefinitionError
 from tasks_rq.job import Job
-from tasks_rq.options import JobOptions, OnConflict, Repeat, Retry, normalize
+from tasks_rq.options import JobOptions, OnConflict, Repeat, Retry
 from tasks_rq.queue import JobRequest, Queue
 
 P = ParamSpec("P")
@@ -179,7 +179,7 @@ class Task(Generic[P, R]):
             raise ValueError("map() cannot be used with a job_id: each job needs its own id")
         jobs: list[Job[R]] = []
         chunk: list[JobRequest] = []
-        for call_args in zip(*iterables):
+        for call_args in zip(*iterables, strict=False):
             chunk.append(self._request(None, call_args, {}))
             if len(chunk) >= MAP_CHUNK_SIZE:
                 jobs += self._store(chunk)
@@ -188,13 +188,17 @@ class Task(Generic[P, R]):
             jobs += self._store(chunk)
         return jobs
 
-    def _enqueue_one(self, due: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job[R]:
+    def _enqueue_one(
+        self, due: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Job[R]:
         return self._store([self._request(due, args, kwargs)])[0]
 
     def _store(self, requests: list[JobRequest]) -> list[Job[R]]:
         return Queue(self.job_options.queue).enqueue(requests)
 
-    def _request(self, due: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobRequest:
+    def _request(
+        self, due: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> JobRequest:
         self._check_arguments(args, kwargs)
         serializer = serializers.get(self.job_options.serializer)
         try:
@@ -206,8 +210,9 @@ class Task(Generic[P, R]):
                 f"cannot queue {self.name}: {detail}; pass plain JSON values "
                 "(or use serializer='pickle' for trusted data)"
             ) from None
-        return JobRequest(self.name, encoded_args, encoded_kwargs, self.job_options, due,
-                          self.job_options.job_id)
+        return JobRequest(
+            self.name, encoded_args, encoded_kwargs, self.job_options, due, self.job_options.job_id
+        )
 
     def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
@@ -263,9 +268,15 @@ def task(
     Raises:
         TaskDefinitionError: the function is a lambda, nested, or in a script's __main__.
     """
-    given: dict[str, Any] = {"queue": queue, "description": description, "retry": retry,
-                             "serializer": serializer, "timeout": timeout,
-                             "result_ttl": result_ttl, "failure_ttl": failure_ttl}
+    given: dict[str, Any] = {
+        "queue": queue,
+        "description": description,
+        "retry": retry,
+        "serializer": serializer,
+        "timeout": timeout,
+        "result_ttl": result_ttl,
+        "failure_ttl": failure_ttl,
+    }
     job_options = JobOptions().replace(**{k: v for k, v in given.items() if v is not None})
 
     def decorate(function: Callable[P, R]) -> Task[P, R]:

@@ -61,7 +61,7 @@ class Waker(threading.Thread):
                 self._stopping.wait(min(BACKOFF_CAP_S, 0.05 * 2**failures))
 
     def _listen(self) -> None:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(*self._channels)
             pubsub.get_message(timeout=0)

@@ -75,8 +75,13 @@ class ClaimedJob:
     def assignment(self) -> Assignment:
         """Return what a child needs to run the job."""
         fields = self.fields
-        return Assignment(self.job_id, fields.get("task", ""), fields.get("serializer", "json"),
-                          fields.get("args"), fields.get("kwargs"))
+        return Assignment(
+            self.job_id,
+            fields.get("task", ""),
+            fields.get("serializer", "json"),
+            fields.get("args"),
+            fields.get("kwargs"),
+        )
 
 
 class Worker:
@@ -176,8 +181,12 @@ class Worker:
         supervisor = SchedulerSupervisor(self.queues, client, enabled=with_scheduler, burst=burst)
         self.pool = Pool(self.concurrency, self.imports)
         waker = Waker(client, self.queues, self._wake_write)
-        logger.info("worker %s: started on %s, concurrency %d", self.name,
-                    ", ".join(self.queues), self.concurrency)
+        logger.info(
+            "worker %s: started on %s, concurrency %d",
+            self.name,
+            ", ".join(self.queues),
+            self.concurrency,
+        )
         try:
             supervisor.start()
             waker.start()
@@ -215,8 +224,11 @@ class Worker:
 
     def _shutdown_timed_out(self) -> bool:
         limit = self.shutdown_timeout_s
-        return bool(self._stop_requested and limit is not None
-                    and time.monotonic() - self._stop_started > limit)
+        return bool(
+            self._stop_requested
+            and limit is not None
+            and time.monotonic() - self._stop_started > limit
+        )
 
     def _guarded(self, step: Any) -> None:
         try:
@@ -268,7 +280,7 @@ class Worker:
             args=[now, now + self.lease_s, count, self.lease_holder],
         )
         for index in range(0, len(reply), 2):
-            fields = dict(zip(reply[index + 1][::2], reply[index + 1][1::2]))
+            fields = dict(zip(reply[index + 1][::2], reply[index + 1][1::2], strict=True))
             job = ClaimedJob(queue, reply[index], fields)
             self._held[job.job_id] = job
             self._buffer.append(job)
@@ -325,15 +337,16 @@ class Worker:
             self.pool.replace(child)
             if job is not None:
                 started = time.time() - (now - child.sent_at)
-                self._pending.append((job, Outcome(job.job_id, False, reason, started,
-                                                   time.time())))
+                self._pending.append(
+                    (job, Outcome(job.job_id, False, reason, started, time.time()))
+                )
 
     def _flush(self) -> None:
         outcomes = self._pending
         calls = [self._finish_call(job, outcome) for job, outcome in outcomes]
         results = run_pipeline(self._scripts, calls)
         self._pending = []
-        for (job, outcome), result in zip(outcomes, results):
+        for (job, outcome), result in zip(outcomes, results, strict=True):
             self._log_outcome(job, outcome, result)
             self._held.pop(job.job_id, None)
             self.processed += 1
@@ -344,19 +357,40 @@ class Worker:
         next_due, ttl = self._next_run(fields, outcome)
         record = ""
         if "repeat" in fields or "retry" in fields:
-            record = json.dumps({
-                "outcome": "ok" if outcome.is_success else "fail",
-                "started_at": outcome.started_at, "ended_at": outcome.ended_at,
-                "result" if outcome.is_success else "error":
-                    outcome.payload if outcome.is_success
+            record = json.dumps(
+                {
+                    "outcome": "ok" if outcome.is_success else "fail",
+                    "started_at": outcome.started_at,
+                    "ended_at": outcome.ended_at,
+                    "result" if outcome.is_success else "error": outcome.payload
+                    if outcome.is_success
                     else outcome.payload[-MAX_ERROR_IN_HISTORY:],
-            })
-        call_keys = [names.job(job.job_id), names.started, names.queue, names.scheduled,
-                     names.finished, names.failed, names.canceled, names.history(job.job_id)]
-        args = [job.job_id, self.lease_holder, job.claims, outcome.ended_at,
-                "ok" if outcome.is_success else "fail", outcome.payload, next_due, ttl,
-                keys.wake_channel(job.queue), keys.done_channel(job.queue, job.job_id), record,
-                10]
+                }
+            )
+        call_keys = [
+            names.job(job.job_id),
+            names.started,
+            names.queue,
+            names.scheduled,
+            names.finished,
+            names.failed,
+            names.canceled,
+            names.history(job.job_id),
+        ]
+        args = [
+            job.job_id,
+            self.lease_holder,
+            job.claims,
+            outcome.ended_at,
+            "ok" if outcome.is_success else "fail",
+            outcome.payload,
+            next_due,
+            ttl,
+            keys.wake_channel(job.queue),
+            keys.done_channel(job.queue, job.job_id),
+            record,
+            10,
+        ]
         return (self._scripts.finish, call_keys, args)
 
     @staticmethod
@@ -382,15 +416,24 @@ class Worker:
         if isinstance(result, Exception):
             logger.error("job %s: could not record its outcome: %s", job.job_id, result)
         elif result == "stale":
-            logger.warning("job %s: lease lost while running (recovered elsewhere); "
-                           "outcome dropped", job.job_id)
+            logger.warning(
+                "job %s: lease lost while running (recovered elsewhere); outcome dropped",
+                job.job_id,
+            )
         elif outcome.is_success:
-            logger.info("job %s: %s finished in %.1f ms (%s)", job.job_id, task_name, took_ms,
-                        result)
+            logger.info(
+                "job %s: %s finished in %.1f ms (%s)", job.job_id, task_name, took_ms, result
+            )
         else:
             last = outcome.payload.strip().splitlines()[-1] if outcome.payload.strip() else ""
-            logger.info("job %s: %s failed in %.1f ms (%s): %s", job.job_id, task_name, took_ms,
-                        result, last)
+            logger.info(
+                "job %s: %s failed in %.1f ms (%s): %s",
+                job.job_id,
+                task_name,
+                took_ms,
+                result,
+                last,
+            )
 
     def _heartbeat(self) -> None:
         now = time.time()
@@ -399,12 +442,19 @@ class Worker:
         self._next_heartbeat = now + self.lease_s / 3
         self._renew(now)
         busy = [child.job_id for child in self.pool.busy() if child.job_id]
-        info = {"name": self.name, "queues": ",".join(self.queues), "pid": os.getpid(),
-                "host": socket.gethostname(), "concurrency": self.concurrency,
-                "state": "busy" if busy else "idle", "jobs": ",".join(busy),
-                "heartbeat": now, "processed": self.processed}
+        info: dict[str, str | int | float] = {
+            "name": self.name,
+            "queues": ",".join(self.queues),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "concurrency": self.concurrency,
+            "state": "busy" if busy else "idle",
+            "jobs": ",".join(busy),
+            "heartbeat": now,
+            "processed": self.processed,
+        }
         pipe = self.connection.pipeline(transaction=False)
-        pipe.hset(keys.worker_key(self.name), mapping=info)
+        pipe.hset(keys.worker_key(self.name), mapping=info)  # type: ignore[arg-type]
         pipe.expire(keys.worker_key(self.name), int(self.lease_s * 2) + 1)
         pipe.zadd(keys.WORKERS, {self.name: now})
         pipe.execute()
@@ -415,8 +465,10 @@ class Worker:
             by_queue.setdefault(job.queue, []).extend([job.job_id, job.claims])
         for queue, pairs in by_queue.items():
             names = keys.for_queue(queue)
-            lost = self._scripts.renew(keys=[names.started, names.job_prefix],
-                                       args=[now + self.lease_s, self.lease_holder, *pairs])
+            lost = self._scripts.renew(
+                keys=[names.started, names.job_prefix],
+                args=[now + self.lease_s, self.lease_holder, *pairs],
+            )
             for job_id in lost:
                 logger.warning("job %s: lease lost (it was recovered after a stall)", job_id)
 
@@ -430,10 +482,16 @@ class Worker:
             try:
                 count = self._scripts.release(
                     keys=[names.started, names.queue, names.job_prefix],
-                    args=[self.lease_holder, time.time(), keys.wake_channel(queue), *pairs])
+                    args=[self.lease_holder, time.time(), keys.wake_channel(queue), *pairs],
+                )
             except redis.RedisError as exc:
-                logger.warning("worker %s: could not give back %d job(s) of %s (%s); "
-                               "their leases will expire", self.name, len(pairs) // 2, queue, exc)
+                logger.warning(
+                    "worker %s: could not give back %d job(s) of %s (%s); their leases will expire",
+                    self.name,
+                    len(pairs) // 2,
+                    queue,
+                    exc,
+                )
                 continue
             logger.info("worker %s: gave back %d job(s) to %s", self.name, count, queue)
 
