@@ -27,6 +27,8 @@ NAMES = (
     "recover",
     "delete",
     "lock",
+    "requeue",
+    "purge",
 )
 
 
@@ -51,6 +53,8 @@ class Scripts:
         self.recover: Script = client.register_script(source("recover"))
         self.delete: Script = client.register_script(source("delete"))
         self.lock: Script = client.register_script(source("lock"))
+        self.requeue: Script = client.register_script(source("requeue"))
+        self.purge: Script = client.register_script(source("purge"))
 
     def load_all(self) -> None:
         """Load every script into the server's cache."""
