@@ -20,7 +20,7 @@ from tasks_rq import keys
 
 logger = logging.getLogger(__name__)
 
-LISTEN_SLICE_S = 1.0
+LISTEN_SLICE_S = 0.25
 READY_TIMEOUT_S = 2.0
 BACKOFF_CAP_S = 5.0
 
@@ -42,9 +42,12 @@ class Waker(threading.Thread):
         super().start()
         self._ready.wait(READY_TIMEOUT_S)
 
-    def stop(self) -> None:
-        """Stop listening."""
+    def stop(self) -> bool:
+        """Stop listening; return whether the thread ended (so its pipe may be closed)."""
         self._stopping.set()
+        if self.is_alive():
+            self.join(timeout=2 * LISTEN_SLICE_S + 1)
+        return not self.is_alive()
 
     def run(self) -> None:
         """Listen until stopped, resubscribing after connection errors."""
@@ -77,6 +80,8 @@ class Waker(threading.Thread):
                 pubsub.close()
 
     def _poke(self) -> None:
+        if self._stopping.is_set():
+            return
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._pipe_fd, b"w")
 

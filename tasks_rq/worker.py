@@ -129,9 +129,7 @@ class Worker:
         self._buffer: deque[ClaimedJob] = deque()
         self._stop_requested = 0
         self._stop_started = 0.0
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
+        self._wake_read, self._wake_write = -1, -1
         self._fast = False
         self._next_heartbeat = 0.0
         self._redis_down_since: float | None = None
@@ -171,11 +169,14 @@ class Worker:
             How many jobs this worker ran.
         """
         client = self.connection
+        self._open_wake_pipe()
+        self._stop_requested = 0
+        self._stop_started = 0.0
         self._scripts = scripts_for(client)
         self._scripts.load_all()
         for name in self.queues:
             Queue(name, client)._remember(client)
-        self._install_signals()
+        previous_handlers = self._install_signals()
         from tasks_rq.scheduler import SchedulerSupervisor
 
         supervisor = SchedulerSupervisor(self.queues, client, enabled=with_scheduler, burst=burst)
@@ -193,12 +194,21 @@ class Worker:
             self._loop(burst, supervisor)
         finally:
             self._shutdown(waker, supervisor)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
         return self.processed
 
-    def _install_signals(self) -> None:
+    def _open_wake_pipe(self) -> None:
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
 
     def _loop(self, burst: bool, supervisor: Any) -> None:
         while True:
@@ -496,7 +506,7 @@ class Worker:
             logger.info("worker %s: gave back %d job(s) to %s", self.name, count, queue)
 
     def _shutdown(self, waker: Waker, supervisor: Any) -> None:
-        waker.stop()
+        is_waker_gone = waker.stop()
         running = [self._held[c.job_id] for c in self.pool.busy() if c.job_id in self._held]
         self.pool.close()
         with contextlib.suppress(redis.RedisError):
@@ -510,6 +520,7 @@ class Worker:
             pipe.delete(keys.worker_key(self.name))
             pipe.zrem(keys.WORKERS, self.name)
             pipe.execute()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        if is_waker_gone:  # else a late write could land in a reused descriptor
+            os.close(self._wake_read)
+            os.close(self._wake_write)
         logger.info("worker %s: stopped after %d job(s)", self.name, self.processed)
