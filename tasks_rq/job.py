@@ -209,7 +209,10 @@ class Job(Generic[R]):
     @property
     def enqueued_at(self) -> datetime | None:
         """Return when the job last went onto its queue (aware, UTC)."""
-        return self._time("enqueued_at")
+        stamp = self._time("enqueued_at")
+        if stamp is None and self._field("due") is None:
+            return self.created_at  # queued at once: stored once, as created_at
+        return stamp
 
     @property
     def scheduled_for(self) -> datetime | None:

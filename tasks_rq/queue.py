@@ -8,9 +8,9 @@ one of them at any instant, so ``job in queue`` is False and
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from tasks_rq.options import (
     DEFAULT_TIMEOUT_S,
     JobOptions,
 )
+from tasks_rq.scripts import run_script
 
 _known_queues: set[tuple[int, str]] = set()
 
@@ -109,29 +110,22 @@ class Queue:
         """
         client = self.connection
         now = time.time()
-        ids = [request.job_id or uuid.uuid4().hex for request in requests]
+        ids = [request.job_id or os.urandom(16).hex() for request in requests]
         argv: list[Any] = [_conflict_mode(requests), keys.wake_channel(self.name), len(requests)]
         for job_id, request in zip(ids, requests, strict=True):
-            fields = _fields(request, now)
-            due = "" if request.due is None else repr(request.due)
-            argv += [job_id, due, len(fields)]
-            for pair in fields.items():
-                argv.extend(pair)
+            _append_job(argv, job_id, request, now)
         names = self.keys
-        job_keys = [names.job(job_id) for job_id in ids]
+        script_keys = [
+            names.queue,
+            names.scheduled,
+            names.finished,
+            names.failed,
+            names.canceled,
+            *[names.job_prefix + job_id for job_id in ids],
+        ]
         try:
             self._remember(client)
-            outcomes = scripts_for(client).enqueue(
-                keys=[
-                    names.queue,
-                    names.scheduled,
-                    names.finished,
-                    names.failed,
-                    names.canceled,
-                    *job_keys,
-                ],
-                args=argv,
-            )
+            outcomes = run_script(scripts_for(client).enqueue, script_keys, argv)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise connection.unavailable(exc) from exc
         return self._jobs_from(ids, requests, outcomes)
@@ -160,23 +154,29 @@ class Queue:
         return count
 
 
-def _conflict_mode(requests: Iterable[JobRequest]) -> str:
+def _conflict_mode(requests: Sequence[JobRequest]) -> str:
+    if all(request.job_id is None for request in requests):
+        return "new"
     return "keep" if all(r.options.on_conflict == "keep" for r in requests) else "raise"
 
 
-def _fields(request: JobRequest, now: float) -> dict[str, Any]:
-    options = request.options
+def _append_job(argv: list[Any], job_id: str, request: JobRequest, now: float) -> None:
+    """Append one job's id, due time and fields to the enqueue script's ARGV."""
     fields: dict[str, Any] = {"task": request.task_name, "created_at": now}
     if request.due is None:
-        fields.update(status="queued", enqueued_at=now)
+        fields["status"] = "queued"
+        due = ""
     else:
-        fields.update(status="scheduled", due=repr(request.due))
+        due = repr(request.due)
+        fields.update(status="scheduled", due=due)
     if request.args is not None:
         fields["args"] = request.args
     if request.kwargs is not None:
         fields["kwargs"] = request.kwargs
-    _optional_fields(fields, options)
-    return fields
+    _optional_fields(fields, request.options)
+    argv += [job_id, due, len(fields)]
+    for pair in fields.items():
+        argv += pair
 
 
 def _optional_fields(fields: dict[str, Any], options: JobOptions) -> None:

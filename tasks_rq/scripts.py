@@ -9,6 +9,8 @@ a server without them refused, so a batch costs one round trip.
 
 from __future__ import annotations
 
+import os
+import threading
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -61,6 +63,53 @@ class Scripts:
         for name in NAMES:
             script: Script = getattr(self, name)
             script.sha = str(self.client.script_load(script.script))
+
+
+class DirectLine(threading.local):
+    """A connection a thread keeps from a client's pool, for single hot-path commands.
+
+    Sending a command on it skips redis-py's per-call dispatch (pool checkout, retry
+    wrapper, metrics), which costs more than the round trip itself on a local server. It is
+    dropped after a fork and reconnects after an error; nothing is ever retried here.
+    """
+
+    connection: Any = None
+    pid: int = 0
+
+    def call(self, client: redis.Redis, *command: Any) -> Any:
+        """Send ``command`` and return its reply (an error reply is raised)."""
+        conn = self.connection
+        if conn is None or self.pid != os.getpid():
+            conn = self.connection = client.connection_pool.make_connection()
+            self.pid = os.getpid()
+        try:
+            conn.send_command(*command)
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            raise
+
+
+_lines: dict[int, DirectLine] = {}
+
+
+def run_script(script: Script, keys: list[str], args: list[Any]) -> Any:
+    """Run ``script`` with one EVALSHA, loading it first if the server lacks it."""
+    client = script.registered_client
+    if type(client) is not redis.Redis:  # cluster and other clients: the ordinary path
+        try:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            script.sha = str(client.script_load(script.script))
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+    line = _lines.get(id(client))
+    if line is None:
+        line = _lines[id(client)] = DirectLine()
+    try:
+        return line.call(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        script.sha = str(client.script_load(script.script))
+        return line.call(client, "EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def queue_call(pipe: Any, script: Script, keys: list[str], args: list[Any]) -> None:

@@ -8,7 +8,7 @@
 -- KEYS[4]  failed registry      > an ended job with a reused id is cleared from these
 -- KEYS[5]  canceled registry   /
 -- KEYS[5+i] job hash of job i
--- ARGV[1]  conflict mode: "raise" or "keep"
+-- ARGV[1]  conflict mode: "new" (ids freshly generated: no check), "raise" or "keep"
 -- ARGV[2]  wake channel of the queue
 -- ARGV[3]  number of jobs N
 -- then per job: id, due ("" = queue now), pair count F, then F field/value pairs
@@ -31,26 +31,26 @@ end
 local results = {}
 local has_conflict = false
 for i = 1, count do
-  local status = redis.call('HGET', KEYS[5 + i], 'status')
-  if status and pending[status] then
-    results[i] = status
-    has_conflict = true
-  else
-    results[i] = 'ok'
+  results[i] = 'ok'
+  if mode ~= 'new' then
+    local status = redis.call('HGET', KEYS[5 + i], 'status')
+    if status and pending[status] then
+      results[i] = status
+      has_conflict = true
+    end
   end
 end
 if has_conflict and mode == 'raise' then
   return results
 end
 
-local was_empty = redis.call('LLEN', KEYS[1]) == 0
-local pushed = false
+local was_empty = false
 local scheduled_first = false
 for i = 1, count do
   if results[i] == 'ok' then
     local job = jobs[i]
     local key = KEYS[5 + i]
-    if redis.call('EXISTS', key) == 1 then
+    if mode ~= 'new' and redis.call('EXISTS', key) == 1 then
       redis.call('DEL', key)
       redis.call('ZREM', KEYS[3], job.id)
       redis.call('ZREM', KEYS[4], job.id)
@@ -58,8 +58,9 @@ for i = 1, count do
     end
     redis.call('HSET', key, unpack(ARGV, job.first, job.last))
     if job.due == '' then
-      redis.call('LPUSH', KEYS[1], job.id)
-      pushed = true
+      if redis.call('LPUSH', KEYS[1], job.id) == 1 then
+        was_empty = true
+      end
     else
       redis.call('ZADD', KEYS[2], job.due, job.id)
       if redis.call('ZRANGE', KEYS[2], 0, 0)[1] == job.id then
@@ -69,7 +70,7 @@ for i = 1, count do
   end
 end
 
-if (pushed and was_empty) or scheduled_first then
+if was_empty or scheduled_first then
   redis.call('PUBLISH', ARGV[2], 'wake')
 end
 return results
