@@ -114,3 +114,16 @@ def fork_and_exit() -> str:
 
 def not_a_task() -> str:
     return "should never run"
+
+
+_counter_client: list[redis.Redis] = []
+
+
+@task
+def count_run(name: str) -> float:
+    """Add one to field <name> of the hash test:runs; return the start time."""
+    now = time.time()
+    if not _counter_client:
+        _counter_client.append(redis.Redis.from_url(os.environ["TASKS_RQ_URL"]))
+    _counter_client[0].hincrby("test:runs", name, 1)
+    return now
