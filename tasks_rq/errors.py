@@ -9,6 +9,7 @@ Every error the library raises on purpose derives from one root::
     ├── SerializationError           a value cannot be carried by the job's serializer
     ├── DuplicateJobError            a job id is still pending when enqueued again
     ├── NoSuchJobError               a job id is not (or no longer) stored
+    ├── NoSuchQueueError             a queue name was never used on this Redis
     ├── JobFailedError               the job ended failed; carries the remote traceback
     ├── JobCanceledError             the job was canceled before it produced a result
     └── JobTimeoutError              waiting for a job's result took longer than allowed
@@ -53,6 +54,10 @@ class DuplicateJobError(TasksRQError):
 
 class NoSuchJobError(TasksRQError, LookupError):
     """Raised when a job id is not stored (never was, expired, or deleted)."""
+
+
+class NoSuchQueueError(TasksRQError, LookupError):
+    """Raised when an inspection names a queue no job was ever stored in."""
 
 
 class JobFailedError(TasksRQError):

@@ -9,7 +9,7 @@
 -- ARGV[1]  now (epoch seconds)
 -- ARGV[2]  wake channel of the queue
 -- ARGV[3..] job ids
--- Returns: one entry per id: "queued" (requeued), "missing" (no job hash; any stale
+-- Returns: one entry per id: "requeued", "missing" (no job hash; any stale
 -- failed-registry entry is dropped), or the job's status when it is not failed.
 
 local outcomes = {}
@@ -37,7 +37,7 @@ for i = 3, #ARGV do
     redis.call('HINCRBY', key, 'requeues', 1)
     redis.call('LPUSH', KEYS[2], id)
     pushed = true
-    outcomes[#outcomes + 1] = 'queued'
+    outcomes[#outcomes + 1] = 'requeued'
   end
 end
 if pushed and was_empty then
