@@ -143,10 +143,13 @@ class Processes:
     def worker(self, *args: str) -> subprocess.Popen[str]:
         return self.start("worker", "--import", "jobs", *args)
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``tasks-rq ARGS`` to the end; ``input`` is its standard input (default: none)."""
         command = [sys.executable, "-m", "tasks_rq.cli", *args]
         return subprocess.run(command, env=worker_env(self.redis_url), capture_output=True,
-                              text=True, timeout=timeout, cwd=str(TESTS_DIR))
+                              text=True, timeout=timeout, cwd=str(TESTS_DIR),
+                              input=input if input is not None else "")
 
     def stop_all(self) -> None:
         for process in self.started:
