@@ -127,3 +127,9 @@ def count_run(name: str) -> float:
         _counter_client.append(redis.Redis.from_url(os.environ["TASKS_RQ_URL"]))
     _counter_client[0].hincrby("test:runs", name, 1)
     return now
+
+
+@task(name="renamed-multiply")
+def multiply(a: int, b: int) -> int:
+    """A task whose registered name does not say its module (needs ``--import jobs``)."""
+    return a * b
