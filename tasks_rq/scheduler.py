@@ -73,39 +73,45 @@ class Scheduler:
         self.promoted = 0
         self._next_lock_round = 0.0
         self._next_maintenance = 0.0
+        self._down_since: float | None = None
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Serve the queues until ``should_stop()`` is true, then hand the locks over."""
         logger.info("scheduler %s: serving %s", self.token, ", ".join(self.queues))
-        down_since: float | None = None
         try:
             while not should_stop():
                 try:
                     self._serve(should_stop)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    down_since = self._on_outage(exc, down_since)
+                    self._on_outage(exc)
+                except redis.RedisError as exc:
+                    # A refused command (OOM, READONLY after a failover, ...) must not end
+                    # the scheduler: nothing would ever be promoted again.
+                    logger.error("scheduler %s: Redis refused a command: %s", self.token, exc)
+                    self._on_outage(exc)
         finally:
             self.release_all()
             logger.info(
                 "scheduler %s: stopped after promoting %d job(s)", self.token, self.promoted
             )
 
-    def _on_outage(self, exc: Exception, down_since: float | None) -> float:
+    def _on_outage(self, exc: Exception) -> None:
         now = time.monotonic()
-        if down_since is None:
+        if self._down_since is None:
             logger.warning("scheduler %s: Redis unreachable (%s); retrying", self.token, exc)
-            down_since = now
-        time.sleep(min(BACKOFF_CAP_S, 0.1 * 2 ** min(6, int(now - down_since))))
-        return down_since
+            self._down_since = now
+        time.sleep(min(BACKOFF_CAP_S, 0.1 * 2 ** min(6, int(now - self._down_since))))
 
     def _serve(self, should_stop: Callable[[], bool]) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(*[keys.wake_channel(name) for name in self.queues])
-            if self.owned or self._next_lock_round:
-                logger.warning("scheduler %s: Redis reachable again", self.token)
             while not should_stop():
                 message = wait_for_message(pubsub, self.pass_once())
+                if self._down_since is not None:
+                    down_s = time.monotonic() - self._down_since
+                    logger.warning("scheduler %s: Redis back after %.1f s", self.token, down_s)
+                    self._down_since = None
                 if message == "released":
                     self._next_lock_round = 0.0
         finally:
@@ -227,13 +233,29 @@ class Scheduler:
         return moved
 
 
-def scheduler_main(queues: list[str], url: str, log_level: int) -> None:
-    """Run a scheduler in this (child) process until SIGTERM."""
+def scheduler_main(queues: list[str], url: str, log_level: int, worker_pid: int = 0) -> None:
+    """Run a scheduler in this (child) process until SIGTERM or until its worker is gone."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    Scheduler(queues, connection.connect(url)).run(lambda: bool(stopping))
+
+    def should_stop() -> bool:
+        return bool(stopping) or (worker_pid > 0 and not _is_alive(worker_pid))
+
+    Scheduler(queues, connection.connect(url)).run(should_stop)
+
+
+def _is_alive(pid: int) -> bool:
+    # The child's parent is multiprocessing's fork server, not the worker, so a SIGKILLed
+    # worker would leave it running (and holding locks) without this check.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SchedulerSupervisor:
@@ -267,7 +289,7 @@ class SchedulerSupervisor:
         level = logging.getLogger("tasks_rq").getEffectiveLevel()
         self.process = _context().Process(
             target=scheduler_main,
-            args=(self.queues, url, level),
+            args=(self.queues, url, level, os.getpid()),
             daemon=True,
             name="tasks-rq-scheduler",
         )

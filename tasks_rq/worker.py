@@ -230,7 +230,8 @@ class Worker:
             if self._pending:
                 self._guarded(self._flush)
             self._guarded(self._heartbeat)
-            supervisor.watch()
+            if not self._stop_requested:  # a scheduler stopped by the same signal stays down
+                supervisor.watch()
 
     def _shutdown_timed_out(self) -> bool:
         limit = self.shutdown_timeout_s
