@@ -22,6 +22,8 @@ DEFAULT_TIMEOUT_S = 180.0
 DEFAULT_RESULT_TTL_S = 500
 DEFAULT_FAILURE_TTL_S = 365 * 86400
 CANCELED_TTL_S = 7 * 86400
+MAX_GAP_S = 365 * 86400
+"""The longest wait before a retry, whatever the backoff (a year)."""
 
 OnConflict = Literal["raise", "keep"]
 
@@ -39,7 +41,7 @@ def _check_seconds(value: object, argument: str, *, allow_zero: bool = True) -> 
 
 
 def check_intervals(interval: object, argument: str) -> tuple[float, ...]:
-    """Return ``interval`` (seconds, or a non-empty list of seconds) as a tuple.
+    """Return ``interval`` (seconds or a timedelta, or a non-empty list of them) as seconds.
 
     Raises:
         TypeError: not a number or a list of numbers.
@@ -48,10 +50,14 @@ def check_intervals(interval: object, argument: str) -> tuple[float, ...]:
     if isinstance(interval, (list, tuple)):
         if not interval:
             raise ValueError(f"{argument} must not be an empty list")
-        return tuple(_check_seconds(item, f"{argument}[{i}]") for i, item in enumerate(interval))
-    if isinstance(interval, dt.timedelta):
-        return (_check_seconds(interval.total_seconds(), argument),)
-    return (_check_seconds(interval, argument),)
+        return tuple(_check_gap(item, f"{argument}[{i}]") for i, item in enumerate(interval))
+    return (_check_gap(interval, argument),)
+
+
+def _check_gap(value: object, argument: str) -> float:
+    if isinstance(value, dt.timedelta):
+        return _check_seconds(value.total_seconds(), argument)
+    return _check_seconds(value, argument)
 
 
 def _check_count(value: object, argument: str, minimum: int) -> int:
@@ -78,7 +84,7 @@ class Repeat:
     """
 
     times: int
-    interval: float | Sequence[float] = 0
+    interval: float | dt.timedelta | Sequence[float | dt.timedelta] = 0
 
     def __post_init__(self) -> None:
         _check_count(self.times, "times", 1)
@@ -87,7 +93,11 @@ class Repeat:
     @property
     def intervals(self) -> tuple[float, ...]:
         """Return the intervals as a tuple of seconds."""
-        return tuple(self.interval) if isinstance(self.interval, Sequence) else (self.interval,)
+        return check_intervals(self.interval, "interval")
+
+    def gaps(self) -> list[float]:
+        """Return the wait in seconds before each repetition, in order (``times`` values)."""
+        return [gap_for(self.intervals, number) for number in range(1, self.times + 1)]
 
     def to_json(self) -> str:
         """Return the policy as stored in the job."""
@@ -108,25 +118,29 @@ class Retry:
     """
 
     max: int
-    interval: float | Sequence[float] = 0
+    interval: float | dt.timedelta | Sequence[float | dt.timedelta] = 0
     backoff: float = 1.0
-    max_interval: float | None = None
+    max_interval: float | dt.timedelta | None = None
     jitter: bool = False
 
     def __post_init__(self) -> None:
         _check_count(self.max, "max", 0)
         object.__setattr__(self, "interval", check_intervals(self.interval, "interval"))
-        _check_seconds(self.backoff, "backoff")
-        if self.backoff < 1:
-            raise ValueError(f"backoff must be >= 1, got {self.backoff!r}")
+        if isinstance(self.backoff, bool) or not isinstance(self.backoff, (int, float)):
+            raise TypeError(f"backoff must be a number, got {self.backoff!r}")
+        if not math.isfinite(self.backoff) or self.backoff < 1:
+            raise ValueError(f"backoff must be a finite number >= 1, got {self.backoff!r}")
         if self.max_interval is not None:
-            _check_seconds(self.max_interval, "max_interval")
+            capped = _check_gap(self.max_interval, "max_interval")
+            object.__setattr__(self, "max_interval", capped)
         if not isinstance(self.jitter, bool):
             raise TypeError(f"jitter must be a bool, got {self.jitter!r}")
 
     def to_json(self) -> str:
         """Return the policy as stored in the job."""
-        return json.dumps(dataclasses.asdict(self) | {"interval": list(self.interval)})  # type: ignore[arg-type]
+        spec = dataclasses.asdict(self)
+        spec["interval"] = list(check_intervals(self.interval, "interval"))
+        return json.dumps(spec)
 
     @staticmethod
     def gap_from_json(text: str, number: int) -> float:
@@ -135,9 +149,13 @@ class Retry:
         intervals: list[float] = spec["interval"]
         gap = gap_for(intervals, number)
         if len(intervals) == 1:
-            gap *= float(spec.get("backoff", 1.0)) ** (number - 1)
+            try:
+                gap *= float(spec.get("backoff", 1.0)) ** (number - 1)
+            except OverflowError:
+                gap = MAX_GAP_S
         if spec.get("max_interval") is not None:
             gap = min(gap, float(spec["max_interval"]))
+        gap = min(gap, MAX_GAP_S)
         if spec.get("jitter"):
             gap = random.uniform(gap / 2, gap)
         return gap

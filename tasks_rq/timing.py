@@ -1,10 +1,18 @@
 """Turn the times users pass (datetimes, timedeltas, seconds) into epoch seconds.
 
-Naive datetimes are the machine's local wall-clock time, resolved for the date they name, so
-DST is honoured (January and July differ by the zone's offset change). Following PEP 495, a
-wall time skipped by a spring-forward gap is read with the offset in force before the gap
-(02:30 in a gap that jumps 02:00 -> 03:00 becomes 03:30), and a time that occurs twice in an
-autumn fold means its first occurrence unless ``fold=1`` is set.
+Naive datetimes are the local wall-clock time of the process that schedules the job (its
+``TZ``), resolved for the date they name, so DST is honoured (January and July differ by the
+zone's offset change). The rule for the two hours a year that are not one instant each
+follows PEP 495, as ``datetime.timestamp()`` does:
+
+- spring gap (a wall time that never happens, e.g. 02:30 when clocks jump 02:00 -> 03:00):
+  read with the offset in force before the gap, so it runs at 03:30 new time; with
+  ``fold=1``, with the offset after the gap, so it runs at 01:30 old time, one real hour
+  earlier.
+- autumn fold (a wall time that happens twice, e.g. 02:30 when clocks go 03:00 -> 02:00):
+  the first occurrence; ``fold=1`` picks the second, one real hour later.
+
+Aware datetimes keep their instant, whatever the zone of the process.
 """
 
 from __future__ import annotations
