@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -23,8 +24,21 @@ from tasks_rq.errors import ConnectionUnavailableError
 
 logger = logging.getLogger(__name__)
 
-SOCKET_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 5.0
+SOCKET_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+HEALTH_CHECK_S = 30
+
+# Errors after which the same call may well succeed later: the server is unreachable,
+# stalled, still loading its data, out of memory, or was demoted to a replica. Long-lived
+# loops (worker, scheduler, waker, Job.result) back off and retry on these.
+TRANSIENT_ERRORS: tuple[type[redis.RedisError], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 MIN_VERSION = (6, 2)
 
 _lock = threading.Lock()
@@ -65,6 +79,11 @@ def resolve_url() -> str:
 def connect(url: str) -> redis.Redis:
     """Return a new client for ``url`` with the library's settings.
 
+    The client never retries a command by itself: a command whose reply was lost may have
+    run (a claim would then have taken jobs), so each caller decides what is safe to send
+    again. Replies wait at most ``SOCKET_TIMEOUT_S``, so a stalled or vanished server is
+    noticed in seconds; TCP keepalive probes find a dead peer on idle connections.
+
     Raises:
         ValueError: the URL is not a Redis URL.
     """
@@ -74,11 +93,19 @@ def connect(url: str) -> redis.Redis:
             decode_responses=True,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_keepalive=True,
+            socket_keepalive_options=_keepalive_options(),
             retry=Retry(NoBackoff(), 0),
-            health_check_interval=30,
+            health_check_interval=HEALTH_CHECK_S,
         )
     except ValueError as exc:
         raise ValueError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+
+
+def _keepalive_options() -> dict[int, int]:
+    # First probe after 10 s idle, then every 5 s; 3 unanswered probes close the socket.
+    wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
 def get_client() -> redis.Redis:

@@ -6,6 +6,8 @@ outcome. A job that crashes its child (``os._exit``, a segfault, ``abort``) take
 child down; the worker fails the job, starts a new child, and goes on. A job that runs past
 its timeout is stopped by killing its child. Children ignore SIGINT and SIGTERM: the worker
 alone decides when a job is stopped, so Ctrl-C in a terminal never kills a running job.
+A child exits as soon as its worker is gone (SIGKILL, out-of-memory kill), so a job whose
+lease will be recovered does not run on unsupervised.
 
 Children are started with multiprocessing's ``forkserver`` method on Linux (``spawn``
 elsewhere): each starts from a clean single-threaded process, imports ``tasks_rq`` and the
@@ -18,8 +20,10 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -31,6 +35,9 @@ from tasks_rq import serializers
 from tasks_rq.errors import SerializationError
 
 logger = logging.getLogger(__name__)
+
+WATCH_POLL_S = 1.0
+WORKER_GONE_EXIT_CODE = 70
 
 
 @dataclass(frozen=True)
@@ -93,15 +100,38 @@ def describe_exception(exc: BaseException) -> str:
         )
 
 
+def decode_arguments(assignment: Assignment) -> tuple[list[Any], dict[str, Any]]:
+    """Return the positional and keyword arguments stored with a job.
+
+    Raises:
+        SerializationError: the stored arguments are not what the serializer wrote (a list
+            and a dict of names), or the serializer is unknown.
+    """
+    try:
+        serializer = serializers.get(assignment.serializer)
+        args = serializer.loads(assignment.args) if assignment.args else []
+        kwargs = serializer.loads(assignment.kwargs) if assignment.kwargs else {}
+    except Exception as exc:
+        raise SerializationError(
+            f"the job's stored arguments cannot be decoded with serializer "
+            f"{assignment.serializer!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise SerializationError(
+            "the job's stored arguments are malformed: args must decode to a list and "
+            f"kwargs to a dict, got {type(args).__name__} and {type(kwargs).__name__}"
+        )
+    return args, kwargs
+
+
 def run_assignment(assignment: Assignment) -> Outcome:
     """Run one job here (in a child) and return its outcome; never raises."""
     from tasks_rq.registry import find_task
 
     started_at = time.time()
     try:
+        args, kwargs = decode_arguments(assignment)
         serializer = serializers.get(assignment.serializer)
-        args = serializer.loads(assignment.args) if assignment.args else []
-        kwargs = serializer.loads(assignment.kwargs) if assignment.kwargs else {}
         found = find_task(assignment.task_name)
         value = found.func(*args, **kwargs)
     except BaseException as exc:  # the job fails; the child lives on, even on SystemExit
@@ -114,10 +144,19 @@ def run_assignment(assignment: Assignment) -> Outcome:
     return Outcome(assignment.job_id, True, payload, started_at, time.time())
 
 
-def child_main(conn: Connection, imports: list[str]) -> None:
-    """Run jobs received on ``conn`` until the pipe closes or ``None`` arrives."""
+def child_main(conn: Connection, imports: list[str], worker_pid: int = 0) -> None:
+    """Run jobs received on ``conn`` until the pipe closes or ``None`` arrives.
+
+    Args:
+        conn: the child's end of the pipe to the worker.
+        imports: modules to import first.
+        worker_pid: the worker's process id; the child exits as soon as that process is
+            gone (0: do not watch).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if worker_pid:
+        exit_with(worker_pid)
     for module in imports:
         __import__(module)
     while True:
@@ -128,6 +167,38 @@ def child_main(conn: Connection, imports: list[str]) -> None:
         if assignment is None:
             return
         conn.send(run_assignment(assignment))
+
+
+def exit_with(pid: int) -> None:
+    """Exit this process (at once, from a watchdog thread) when process ``pid`` ends.
+
+    A child's parent is multiprocessing's fork server, which outlives a SIGKILLed (or
+    out-of-memory killed) worker: without this, a job would run on unsupervised while its
+    lease expires and another worker runs it again.
+    """
+
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux 5.3+: poll instead
+            while is_alive(pid):
+                time.sleep(WATCH_POLL_S)
+        else:
+            select.select([handle], [], [])
+        os._exit(WORKER_GONE_EXIT_CODE)
+
+    threading.Thread(target=watch, name="tasks-rq-watchdog", daemon=True).start()
+
+
+def is_alive(pid: int) -> bool:
+    """Return whether process ``pid`` exists (a zombie counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -171,6 +242,8 @@ class Child:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
+            if code == -signal.SIGKILL:
+                return f"the job's process was killed by {name} (out of memory, or by hand)"
             return f"the job's process was killed by {name}"
         return f"the job's process exited with code {code}"
 
@@ -192,7 +265,10 @@ class Pool:
     def _spawn(self) -> Child:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=child_main, args=(child_end, self.imports), daemon=True, name="tasks-rq-job"
+            target=child_main,
+            args=(child_end, self.imports, os.getpid()),
+            daemon=True,
+            name="tasks-rq-job",
         )
         process.start()
         child_end.close()

@@ -24,7 +24,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any
@@ -32,15 +31,16 @@ from typing import Any
 import redis
 
 from tasks_rq import connection, keys
+from tasks_rq.claimed import ClaimedJob
 from tasks_rq.job import scripts_for
+from tasks_rq.lease import Leases
 from tasks_rq.options import (
     DEFAULT_FAILURE_TTL_S,
     DEFAULT_RESULT_TTL_S,
-    DEFAULT_TIMEOUT_S,
     Retry,
     gap_for,
 )
-from tasks_rq.pool import Assignment, Child, Outcome, Pool
+from tasks_rq.pool import Child, Outcome, Pool
 from tasks_rq.queue import Queue
 from tasks_rq.scripts import run_pipeline
 from tasks_rq.waker import Waker
@@ -51,37 +51,8 @@ DEFAULT_LEASE_S = 15.0
 FAST_JOB_S = 0.005
 PREFETCH_PER_CHILD = 16
 MAX_ERROR_IN_HISTORY = 2000
-BACKOFF_CAP_S = 5.0
-
-
-@dataclass
-class ClaimedJob:
-    """A job this worker holds a lease on."""
-
-    queue: str
-    job_id: str
-    fields: dict[str, str]
-
-    @property
-    def claims(self) -> str:
-        """Return the claim number that, with the worker's name, identifies the lease."""
-        return self.fields.get("claims", "0")
-
-    @property
-    def timeout_s(self) -> float:
-        """Return how long a run may take."""
-        return float(self.fields.get("timeout") or DEFAULT_TIMEOUT_S)
-
-    def assignment(self) -> Assignment:
-        """Return what a child needs to run the job."""
-        fields = self.fields
-        return Assignment(
-            self.job_id,
-            fields.get("task", ""),
-            fields.get("serializer", "json"),
-            fields.get("args"),
-            fields.get("kwargs"),
-        )
+BACKOFF_CAP_S = 2.0
+SWEEPS_AFTER_LOST_CLAIM = 2
 
 
 class Worker:
@@ -133,6 +104,8 @@ class Worker:
         self._fast = False
         self._next_heartbeat = 0.0
         self._redis_down_since: float | None = None
+        self._sweeps_left = 0
+        self._is_flush_in_doubt = False
 
     @property
     def connection(self) -> redis.Redis:
@@ -174,6 +147,7 @@ class Worker:
         self._stop_started = 0.0
         self._scripts = scripts_for(client)
         self._scripts.load_all()
+        self._leases = Leases(client, self._scripts, self.lease_holder, self.lease_s)
         for name in self.queues:
             Queue(name, client)._remember(client)
         previous_handlers = self._install_signals()
@@ -222,7 +196,7 @@ class Worker:
             else:
                 self._guarded(self._fill)
             if burst and not self._held and not self._stop_requested:
-                if supervisor.burst_pass() == 0 and not self._claim_into_buffer():
+                if self._is_burst_done(supervisor):
                     return
                 continue
             self._wait(0.0 if self._buffer and self.pool.idle() else 1.0)
@@ -232,6 +206,15 @@ class Worker:
             self._guarded(self._heartbeat)
             if not self._stop_requested:  # a scheduler stopped by the same signal stays down
                 supervisor.watch()
+
+    def _is_burst_done(self, supervisor: Any) -> bool:
+        try:
+            is_done = supervisor.burst_pass() == 0 and not self._claim_into_buffer()
+        except redis.RedisError as exc:
+            self._on_redis_down(exc)
+            return False
+        self._on_redis_up()
+        return is_done
 
     def _shutdown_timed_out(self) -> bool:
         limit = self.shutdown_timeout_s
@@ -244,16 +227,26 @@ class Worker:
     def _guarded(self, step: Any) -> None:
         try:
             step()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
             self._on_redis_down(exc)
         else:
             self._on_redis_up()
 
-    def _on_redis_down(self, exc: Exception) -> None:
+    def _on_redis_down(self, exc: redis.RedisError) -> None:
+        # One line per outage, not per attempt; a refused command (a bug, or data that is
+        # not ours) backs off the same way rather than ending the worker.
         now = time.monotonic()
         if self._redis_down_since is None:
             self._redis_down_since = now
-            logger.warning("worker %s: Redis unreachable (%s); retrying", self.name, exc)
+            if isinstance(exc, connection.TRANSIENT_ERRORS):
+                logger.warning(
+                    "worker %s: Redis unavailable (%s: %s); retrying with backoff",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                logger.error("worker %s: Redis refused a command (%r); retrying", self.name, exc)
         pause = min(BACKOFF_CAP_S, 0.1 * 2 ** min(10, int(now - self._redis_down_since)))
         self._wait(pause)
 
@@ -262,6 +255,7 @@ class Worker:
             down_s = time.monotonic() - self._redis_down_since
             logger.warning("worker %s: Redis reachable again after %.1f s", self.name, down_s)
             self._redis_down_since = None
+            self._next_heartbeat = 0.0  # renew the leases now, before they run out
 
     def _fill(self) -> None:
         idle = self.pool.idle()
@@ -286,18 +280,36 @@ class Worker:
     def _claim(self, queue: str, count: int) -> int:
         names = keys.for_queue(queue)
         now = time.time()
-        reply = self._scripts.claim(
-            keys=[names.queue, names.started, names.job_prefix],
-            args=[now, now + self.lease_s, count, self.lease_holder],
-        )
+        try:
+            reply = self._scripts.claim(
+                keys=[names.queue, names.started, names.job_prefix],
+                args=[now, now + self.lease_s, count, self.lease_holder],
+            )
+        except connection.TRANSIENT_ERRORS:
+            # The claim may have run with its reply lost: look for jobs leased to this
+            # worker that it does not know of, and give them back.
+            self._sweeps_left = SWEEPS_AFTER_LOST_CLAIM
+            raise
         for index in range(0, len(reply), 2):
             fields = dict(zip(reply[index + 1][::2], reply[index + 1][1::2], strict=True))
+            if not fields:
+                logger.warning(
+                    "job %s: its key in queue %s is not a job hash; dropped from the queue",
+                    reply[index],
+                    queue,
+                )
+                continue
             job = ClaimedJob(queue, reply[index], fields)
             self._held[job.job_id] = job
             self._buffer.append(job)
         return len(reply) // 2
 
     def _dispatch(self, child: Child, job: ClaimedJob) -> None:
+        if job.problem:
+            now = time.time()
+            self._pending.append((job, Outcome(job.job_id, False, job.problem, now, now)))
+            self._dispatch_next(child)
+            return
         logger.debug("job %s: starting %s", job.job_id, job.fields.get("task"))
         try:
             child.send(job.assignment(), job.timeout_s)
@@ -355,17 +367,35 @@ class Worker:
     def _flush(self) -> None:
         outcomes = self._pending
         calls = [self._finish_call(job, outcome) for job, outcome in outcomes]
-        results = run_pipeline(self._scripts, calls)
+        try:
+            results = run_pipeline(self._scripts, calls)
+        except connection.TRANSIENT_ERRORS:
+            self._is_flush_in_doubt = True  # some may have been recorded, replies lost
+            raise
         self._pending = []
         for (job, outcome), result in zip(outcomes, results, strict=True):
+            if isinstance(result, connection.TRANSIENT_ERRORS):
+                self._pending.append((job, outcome))  # refused for now (OOM, READONLY)
+                continue
+            if result == "stale" and self._is_flush_in_doubt and self._was_recorded(job, outcome):
+                result = "recorded by an earlier attempt whose reply was lost"
             self._log_outcome(job, outcome, result)
             self._held.pop(job.job_id, None)
             self.processed += 1
+        self._is_flush_in_doubt = False
+        if self._pending:
+            raise next(r for r in results if isinstance(r, connection.TRANSIENT_ERRORS))
+
+    def _was_recorded(self, job: ClaimedJob, outcome: Outcome) -> bool:
+        ended_at = self.connection.hget(keys.for_queue(job.queue).job(job.job_id), "ended_at")
+        return ended_at == repr(outcome.ended_at)
 
     def _finish_call(self, job: ClaimedJob, outcome: Outcome) -> Any:
         names = keys.for_queue(job.queue)
         fields = job.fields
-        next_due, ttl = self._next_run(fields, outcome)
+        next_due, ttl = "", DEFAULT_FAILURE_TTL_S  # a malformed job: no retry, no repeat
+        if not job.problem:
+            next_due, ttl = self._next_run(fields, outcome)
         record = ""
         if "repeat" in fields or "retry" in fields:
             record = json.dumps(
@@ -451,7 +481,10 @@ class Worker:
         if now < self._next_heartbeat:
             return
         self._next_heartbeat = now + self.lease_s / 3
-        self._renew(now)
+        self._leases.renew(self._held.values(), now)
+        if self._sweeps_left:
+            self._leases.give_back_unknown(self.queues, self._held)
+            self._sweeps_left -= 1
         busy = [child.job_id for child in self.pool.busy() if child.job_id]
         info: dict[str, str | int | float] = {
             "name": self.name,
@@ -470,44 +503,14 @@ class Worker:
         pipe.zadd(keys.WORKERS, {self.name: now})
         pipe.execute()
 
-    def _renew(self, now: float) -> None:
-        by_queue: dict[str, list[Any]] = {}
-        for job in self._held.values():
-            by_queue.setdefault(job.queue, []).extend([job.job_id, job.claims])
-        for queue, pairs in by_queue.items():
-            names = keys.for_queue(queue)
-            lost = self._scripts.renew(
-                keys=[names.started, names.job_prefix],
-                args=[now + self.lease_s, self.lease_holder, *pairs],
-            )
-            for job_id in lost:
-                logger.warning("job %s: lease lost (it was recovered after a stall)", job_id)
-
     def _release(self, jobs: list[ClaimedJob]) -> None:
-        by_queue: dict[str, list[Any]] = {}
         for job in jobs:
-            by_queue.setdefault(job.queue, []).extend([job.job_id, job.claims])
             self._held.pop(job.job_id, None)
-        for queue, pairs in by_queue.items():
-            names = keys.for_queue(queue)
-            try:
-                count = self._scripts.release(
-                    keys=[names.started, names.queue, names.job_prefix],
-                    args=[self.lease_holder, time.time(), keys.wake_channel(queue), *pairs],
-                )
-            except redis.RedisError as exc:
-                logger.warning(
-                    "worker %s: could not give back %d job(s) of %s (%s); their leases will expire",
-                    self.name,
-                    len(pairs) // 2,
-                    queue,
-                    exc,
-                )
-                continue
-            logger.info("worker %s: gave back %d job(s) to %s", self.name, count, queue)
+        self._leases.release(jobs)
 
     def _shutdown(self, waker: Waker, supervisor: Any) -> None:
         is_waker_gone = waker.stop()
+        self._wait(0.0)  # collect outcomes already sent, so that no finished job is put back
         running = [self._held[c.job_id] for c in self.pool.busy() if c.job_id in self._held]
         self.pool.close()
         with contextlib.suppress(redis.RedisError):

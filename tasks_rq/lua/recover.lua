@@ -1,5 +1,7 @@
 -- Recover started jobs whose lease expired (their worker died or stalled): put each back
--- on its queue, or fail it as abandoned once it has been recovered too often.
+-- at the front of its queue (it already waited its turn once), or fail it as abandoned once
+-- it has been recovered too often. Garbage in a job's counters or TTL counts as absent, so
+-- that bad data never stops the script halfway.
 --
 -- KEYS[1]  started registry (zset, score: lease deadline in epoch seconds)
 -- KEYS[2]  queue list
@@ -11,31 +13,37 @@
 -- ARGV[4]  default TTL in seconds of a failed job
 -- ARGV[5]  wake channel of the queue
 -- ARGV[6]  prefix of the jobs' done channels (the job id is appended)
--- Returns: {requeued ids..., "|", abandoned ids...} flattened as {requeued, abandoned}.
+-- Returns: {requeued ids, abandoned ids}.
 
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
 local requeued, abandoned = {}, {}
+
+local function abandon(key, id, count)
+  local ttl = tonumber(redis.call('HGET', key, 'failure_ttl')) or tonumber(ARGV[4])
+  local reason = 'abandoned: the worker holding this job stopped renewing its lease '
+    .. count .. ' times (killed, out of memory or stalled)'
+  redis.call('HSET', key, 'status', 'failed', 'error', reason, 'ended_at', ARGV[1])
+  if ttl > 0 then
+    redis.call('ZADD', KEYS[3], tonumber(ARGV[1]) + ttl, id)
+    redis.call('EXPIRE', key, math.ceil(ttl))
+  else
+    redis.call('ZADD', KEYS[3], '+inf', id)
+  end
+  redis.call('PUBLISH', ARGV[6] .. id, 'failed')
+  abandoned[#abandoned + 1] = id
+end
+
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local key = KEYS[4] .. id
-  if redis.call('EXISTS', key) == 1 then
-    local count = redis.call('HINCRBY', key, 'recoveries', 1)
+  if redis.call('TYPE', key)['ok'] == 'hash' then
+    local count = math.floor(tonumber(redis.call('HGET', key, 'recoveries')) or 0) + 1
+    redis.call('HSET', key, 'recoveries', count)
     if count > tonumber(ARGV[3]) then
-      local ttl = tonumber(redis.call('HGET', key, 'failure_ttl') or ARGV[4])
-      local reason = 'abandoned: the worker holding this job stopped renewing its lease '
-        .. count .. ' times (killed, out of memory or stalled)'
-      redis.call('HSET', key, 'status', 'failed', 'error', reason, 'ended_at', ARGV[1])
-      if ttl > 0 then
-        redis.call('ZADD', KEYS[3], tonumber(ARGV[1]) + ttl, id)
-        redis.call('EXPIRE', key, ttl)
-      else
-        redis.call('ZADD', KEYS[3], '+inf', id)
-      end
-      redis.call('PUBLISH', ARGV[6] .. id, 'failed')
-      abandoned[#abandoned + 1] = id
+      abandon(key, id, count)
     else
       redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[1])
-      redis.call('LPUSH', KEYS[2], id)
+      redis.call('RPUSH', KEYS[2], id)
       requeued[#requeued + 1] = id
     end
   end
