@@ -40,7 +40,9 @@ MAINTENANCE_S = 1.0
 PROMOTE_BATCH = 1000
 RECOVER_BATCH = 100
 MAX_RECOVERIES = 2
-BACKOFF_CAP_S = 5.0
+BACKOFF_CAP_S = 2.0
+STALL_S = 2.0
+RECOVERY_GRACE_S = 5.0
 RESTART_PAUSE_S = 1.0
 
 
@@ -74,6 +76,9 @@ class Scheduler:
         self._next_lock_round = 0.0
         self._next_maintenance = 0.0
         self._down_since: float | None = None
+        self._last_maintenance = 0.0
+        self._recover_after = 0.0
+        self._is_view_broken = False
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Serve the queues until ``should_stop()`` is true, then hand the locks over."""
@@ -96,6 +101,7 @@ class Scheduler:
             )
 
     def _on_outage(self, exc: Exception) -> None:
+        self._is_view_broken = True
         now = time.monotonic()
         if self._down_since is None:
             logger.warning("scheduler %s: Redis unreachable (%s); retrying", self.token, exc)
@@ -186,14 +192,33 @@ class Scheduler:
     def maintain(self) -> None:
         """Recover expired leases and prune expired registry entries of owned queues."""
         now = time.time()
+        may_recover = self._may_recover(now)
         for name in list(self.owned):
-            self.recover(name, now)
+            if may_recover:
+                self.recover(name, now)
             names = keys.for_queue(name)
             pipe = self.client.pipeline(transaction=False)
             for registry in (names.finished, names.failed, names.canceled):
                 pipe.zremrangebyscore(registry, "-inf", now)
             pipe.execute()
         self.client.zremrangebyscore(keys.WORKERS, "-inf", now - 3600)
+
+    def _may_recover(self, now: float) -> bool:
+        # After an outage, or a stall of Redis or of this process, every live worker's lease
+        # may look expired until the worker renews it (workers renew as soon as Redis
+        # answers again): judge leases only once Redis has answered steadily for a while.
+        gap = now - self._last_maintenance if self._last_maintenance else 0.0
+        self._last_maintenance = now
+        if self._is_view_broken or gap > MAINTENANCE_S + STALL_S:
+            self._is_view_broken = False
+            self._recover_after = now + RECOVERY_GRACE_S
+            logger.info(
+                "scheduler %s: Redis was out of reach for a while; recovering leases again "
+                "in %.0f s, once live workers have renewed theirs",
+                self.token,
+                RECOVERY_GRACE_S,
+            )
+        return now >= self._recover_after
 
     def recover(self, name: str, now: float | None = None) -> tuple[list[str], list[str]]:
         """Requeue (or fail as abandoned) jobs of ``name`` whose lease expired."""
