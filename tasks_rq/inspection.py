@@ -344,8 +344,7 @@ def requeue(client: redis.Redis, queue: str, job_ids: Sequence[str]) -> list[str
         args=[time.time(), keys.wake_channel(queue), *job_ids],
     )
     for job_id, outcome in zip(job_ids, outcomes, strict=True):
-        if outcome == "requeued":
-            logger.info("job %s: requeued on %s after failing", job_id, queue)
+        logger.debug("job %s: requeue on %s: %s", job_id, queue, outcome)
     return outcomes
 
 
@@ -366,7 +365,10 @@ def requeue_job(client: redis.Redis, job_id: str, queue: str | None = None) -> t
     if queue:
         check_queue(client, queue)
     job = Job.fetch(job_id, queue, client)
-    return job, requeue(client, job.queue, [job.id])[0]
+    outcome = requeue(client, job.queue, [job.id])[0]
+    if outcome == "requeued":
+        logger.info("job %s: requeued on %s after failing", job.id, job.queue)
+    return job, outcome
 
 
 def requeue_failed(client: redis.Redis, queue: str, on_progress: Progress | None = None) -> int:
@@ -391,6 +393,7 @@ def requeue_failed(client: redis.Redis, queue: str, on_progress: Progress | None
         remaining -= len(batch)
         if on_progress:
             on_progress(len(batch))
+    logger.info("queue %s: requeued %d failed job(s)", queue, moved)
     return moved
 
 
