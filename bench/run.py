@@ -100,8 +100,30 @@ def redis_command(port: int, *args: str, timeout: float = 5.0) -> bytes:
     return reply.split(b"\r\n", 1)[0]
 
 
+def cpu_plan(pin: bool) -> tuple[set[int], set[int]] | None:
+    """(redis CPUs, client CPUs), or None when not pinning.
+
+    Redis gets the last usable CPU and every side script (with its workers)
+    the others.  Unpinned, a round trip costs several times more whenever the
+    kernel happens to put client and server on different cores, and the
+    numbers swing from run to run; pinned, every run pays the cross-core
+    cost, which is also closer to a Redis on another host.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _pinned(cpus: set[int] | None):
+    """A preexec_fn that moves the child onto ``cpus`` before it runs."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, cpus: set[int] | None = None) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise SystemExit("redis-server is not on PATH (Debian: apt-get install redis-server)")
@@ -117,7 +139,13 @@ class RedisServer:
             "--logfile", os.path.join(self.tmp, "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_pinned(cpus),
+        )
         atexit.register(self.stop)
         deadline = time.monotonic() + 10
         while True:
@@ -166,7 +194,10 @@ def _venv_has(dist: str, version: str | None = None) -> bool:
         f"sys.exit(0 if {version!r} in (None, v) else 1)\n"
     )
     try:
-        return subprocess.run([_venv_python(), "-c", code], capture_output=True, timeout=60).returncode == 0
+        return (
+            subprocess.run([_venv_python(), "-c", code], capture_output=True, timeout=60).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -224,7 +255,9 @@ def side_timeout(figure: str, jobs: int) -> float:
 
 
 def _side_env(system: System, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
     env["BENCH_REDIS_URL"] = url
     env["PYTHONUNBUFFERED"] = "1"
     paths = [SYSTEMS_DIR]
@@ -237,9 +270,20 @@ def _side_env(system: System, url: str) -> dict[str, str]:
     return env
 
 
-def run_side(system: System, figure: str, jobs: int, server: RedisServer) -> dict:
+def run_side(
+    system: System, figure: str, jobs: int, server: RedisServer, cpus: set[int] | None = None
+) -> dict:
     python = sys.executable if system.venv == "project" else _venv_python()
-    argv = [python, os.path.join(SYSTEMS_DIR, system.script), "--url", server.url, "--figure", figure, "--jobs", str(jobs)]
+    argv = [
+        python,
+        os.path.join(SYSTEMS_DIR, system.script),
+        "--url",
+        server.url,
+        "--figure",
+        figure,
+        "--jobs",
+        str(jobs),
+    ]
     server.flush()
     limit = side_timeout(figure, jobs)
     started = time.monotonic()
@@ -252,6 +296,7 @@ def run_side(system: System, figure: str, jobs: int, server: RedisServer) -> dic
         cwd=SYSTEMS_DIR,
         text=True,
         start_new_session=True,
+        preexec_fn=_pinned(cpus),
     )
     try:
         out, err = proc.communicate(timeout=limit)
@@ -275,7 +320,11 @@ def run_side(system: System, figure: str, jobs: int, server: RedisServer) -> dic
             except json.JSONDecodeError:
                 pass
     if result is None or timed_out:
-        reason = f"timed out after {limit:.0f} s" if timed_out else f"exit code {proc.returncode}, no JSON line"
+        reason = (
+            f"timed out after {limit:.0f} s"
+            if timed_out
+            else f"exit code {proc.returncode}, no JSON line"
+        )
         result = {
             "system": system.name,
             "figure": figure,
@@ -337,20 +386,32 @@ def cell(result: dict | None, key: str) -> tuple[str, float | None]:
     return text, value
 
 
-def build_rows(results: dict[tuple[str, str], dict], systems: list[System], ceiling: dict | None) -> list[dict]:
+def build_rows(
+    results: dict[tuple[str, str], dict], systems: list[System], ceiling: dict | None
+) -> list[dict]:
     ceiling_for = {"enqueue_one": "ceiling_rtt_lpush", "enqueue_batch": "ceiling_pipelined_lpush"}
-    ceiling_metrics = (ceiling or {}).get("metrics", {}) if (ceiling or {}).get("status") == spec.OK else {}
+    ceiling_metrics = (
+        (ceiling or {}).get("metrics", {}) if (ceiling or {}).get("status") == spec.OK else {}
+    )
     rows = []
     for figure in spec.FIGURES:
         if not any((s.name, figure.name) in results for s in systems):
             continue
         for metric in figure.metrics:
-            row = {"figure": metric.key, "unit": metric.unit, "better": metric.better, "cells": {}, "values": {}}
+            row = {
+                "figure": metric.key,
+                "unit": metric.unit,
+                "better": metric.better,
+                "cells": {},
+                "values": {},
+            }
             for s in systems:
                 text, value = cell(results.get((s.name, figure.name)), metric.key)
                 row["cells"][s.name] = text
                 row["values"][s.name] = value
-            row["ratio"] = ratio(metric.better, row["values"].get("tasks_rq"), row["values"].get("rq"))
+            row["ratio"] = ratio(
+                metric.better, row["values"].get("tasks_rq"), row["values"].get("rq")
+            )
             ceil_key = ceiling_for.get(metric.key)
             row["ceiling"] = ceiling_metrics.get(ceil_key) if ceil_key else None
             rows.append(row)
@@ -373,19 +434,32 @@ def build_rows(results: dict[tuple[str, str], dict], systems: list[System], ceil
 
 
 def render(rows: list[dict], systems: list[System]) -> str:
-    header = ["figure", "unit", "tasks_rq", "RQ", "ratio"] + [s.column for s in systems if s.peer] + ["ceiling"]
+    header = (
+        ["figure", "unit", "tasks_rq", "RQ", "ratio"]
+        + [s.column for s in systems if s.peer]
+        + ["ceiling"]
+    )
     table = [header]
     for row in rows:
-        line = [row["figure"], row["unit"], row["cells"].get("tasks_rq", ""), row["cells"].get("rq", "")]
+        line = [
+            row["figure"],
+            row["unit"],
+            row["cells"].get("tasks_rq", ""),
+            row["cells"].get("rq", ""),
+        ]
         r = row["ratio"]
         line.append(f"{r:.2f}x" if r is not None else "")
         line += [row["cells"].get(s.name, "") for s in systems if s.peer]
-        line.append(row.get("ceiling_text") or (fmt(row["ceiling"]) if row["ceiling"] is not None else ""))
+        line.append(
+            row.get("ceiling_text") or (fmt(row["ceiling"]) if row["ceiling"] is not None else "")
+        )
         table.append(line)
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     out = []
     for n, r in enumerate(table):
-        cells = [str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)]
+        cells = [
+            str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)
+        ]
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -407,12 +481,23 @@ n/i = not implemented for that system, ERR = failed (see --json), * = extrapolat
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="tasks_rq vs RQ benchmark")
     p.add_argument("--quick", action="store_true", help="smaller job counts (about 1-2 minutes)")
-    p.add_argument("--jobs", type=int, help="job count for enqueue_one, enqueue_batch and worker_noop")
-    p.add_argument("--promote-jobs", type=int, help="jobs actually scheduled for promote_100k (extrapolated to 100k)")
+    p.add_argument(
+        "--jobs", type=int, help="job count for enqueue_one, enqueue_batch and worker_noop"
+    )
+    p.add_argument(
+        "--promote-jobs",
+        type=int,
+        help="jobs actually scheduled for promote_100k (extrapolated to 100k)",
+    )
     p.add_argument("--with-peers", action="store_true", help="also run huey and dramatiq")
-    names = list(spec.FIGURE_NAMES) + ["ceiling"]
+    names = [*spec.FIGURE_NAMES, "ceiling"]
     p.add_argument("--only", help="comma-separated figures: " + ",".join(names))
     p.add_argument("--json", metavar="FILE", help="also write all results to FILE")
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin redis-server and the clients to separate CPUs",
+    )
     args = p.parse_args(argv)
     if args.only:
         wanted = [f.strip() for f in args.only.split(",") if f.strip()]
@@ -446,8 +531,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
 
     ensure_peers_venv(args.with_peers)
-    server = RedisServer()
+    load_before = os.getloadavg()[0]
+    plan = cpu_plan(not args.no_pin)
+    redis_cpus, client_cpus = plan if plan else (None, None)
+    server = RedisServer(cpus=redis_cpus)
     log(f"redis-server {server.version} on 127.0.0.1:{server.port}")
+    pinning = (
+        f"redis-server on CPU {sorted(redis_cpus)}, clients on CPU {sorted(client_cpus)}"
+        if plan
+        else "no CPU pinning"
+    )
+    log(pinning)
 
     systems = [s for s in SYSTEMS if args.with_peers or not s.peer]
     results: dict[tuple[str, str], dict] = {}
@@ -458,9 +552,12 @@ def main(argv: list[str] | None = None) -> int:
             targets = [CEILING] if figure == "ceiling" else systems
             for system in targets:
                 log(f"[{system.name}] {figure} (jobs={jobs}) ...")
-                res = run_side(system, figure, jobs, server)
+                res = run_side(system, figure, jobs, server, client_cpus)
                 summary = ", ".join(f"{k}={fmt(v)}" for k, v in res.get("metrics", {}).items())
-                log(f"    {res['status']} in {res['wall_s']} s {summary} {res.get('error', '')}".rstrip())
+                log(
+                    f"    {res['status']} in {res['wall_s']} s {summary} "
+                    f"{res.get('error', '')}".rstrip()
+                )
                 if figure == "ceiling":
                     ceiling = res
                 else:
@@ -489,7 +586,12 @@ def main(argv: list[str] | None = None) -> int:
         print("notes:")
         print("\n".join(notes))
     total = time.monotonic() - t_start
-    print(f"total time {total:.0f} s; redis {server.version}; python {platform.python_version()}; {os.cpu_count()} CPUs")
+    print(
+        f"total time {total:.0f} s; redis {server.version}; "
+        f"python {platform.python_version()}; {os.cpu_count()} CPUs; {pinning}; "
+        f"1-min load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        "(other work on the machine skews the numbers)"
+    )
 
     if args.json:
         doc = {
@@ -501,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
+                "pinning": pinning,
+                "load_before": load_before,
+                "load_after": os.getloadavg()[0],
                 "total_s": round(total, 1),
                 "jobs": {f: job_count(f, args) for f in args.figures},
             },

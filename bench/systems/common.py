@@ -12,7 +12,9 @@ handling, so a side script only has to supply one function per figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -35,7 +37,7 @@ MARK_END = "bench:mark:end"
 LATENESS_KEY = "bench:lateness"
 
 
-class NotImplementedFigure(Exception):
+class FigureNotImplementedError(Exception):
     """Raise from a figure function when the system has no way to do it."""
 
 
@@ -88,15 +90,15 @@ def side_main(system: str, version: Callable[[], str], figures: dict[str, Figure
     started = time.perf_counter()
     try:
         if fn is None:
-            raise NotImplementedFigure(f"{system} has no '{args.figure}' measurement")
+            raise FigureNotImplementedError(f"{system} has no '{args.figure}' measurement")
         metrics = fn(ctx)
         out["status"] = spec.OK
         out["metrics"] = metrics
-    except NotImplementedFigure as exc:
+    except FigureNotImplementedError as exc:
         out["status"] = spec.NOT_IMPLEMENTED
         out["metrics"] = {}
         ctx.notes.append(str(exc) or "not implemented")
-    except BaseException as exc:  # noqa: BLE001 - report every failure as data
+    except BaseException as exc:
         traceback.print_exc(file=sys.stderr)
         out["status"] = spec.ERROR
         out["metrics"] = {}
@@ -127,7 +129,7 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty sequence."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = max(1, min(len(sorted_values), int(round(pct / 100.0 * len(sorted_values) + 0.5))))
+    rank = max(1, min(len(sorted_values), math.ceil(pct / 100.0 * len(sorted_values))))
     return sorted_values[rank - 1]
 
 
@@ -211,7 +213,10 @@ class Child:
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None, label: str = "child"):
         self.label = label
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{label}-", suffix=".log", delete=False)
+        # Kept open for the child's whole life and removed in stop().
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"bench-{label}-", suffix=".log", delete=False
+        )
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
@@ -268,13 +273,13 @@ class Child:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
-def python_child(script: str, args: list[str], label: str, env: dict[str, str] | None = None) -> Child:
+def python_child(
+    script: str, args: list[str], label: str, env: dict[str, str] | None = None
+) -> Child:
     """Start ``script`` from this folder with the current interpreter."""
     return Child([sys.executable, os.path.join(HERE, script), *args], env=env, label=label)
 
@@ -283,7 +288,9 @@ def python_child(script: str, args: list[str], label: str, env: dict[str, str] |
 # Timing a drain with marker jobs
 
 
-def timed_drain(conn, n_jobs: int, deadline_s: float, is_alive: Callable[[], bool] | None = None) -> float:
+def timed_drain(
+    conn, n_jobs: int, deadline_s: float, is_alive: Callable[[], bool] | None = None
+) -> float:
     """Wait for the end marker and return no-op jobs/s between the markers.
 
     The side enqueues: one ``mark(MARK_START)`` job, ``n_jobs`` no-op jobs,
@@ -325,7 +332,9 @@ def lateness_summary(conn, expected: int, ctx: Ctx) -> dict[str, float | None]:
     }
 
 
-def lateness_plan(count: int, lead: float = spec.LATENESS_LEAD_S, spacing: float = spec.LATENESS_SPACING_S):
+def lateness_plan(
+    count: int, lead: float = spec.LATENESS_LEAD_S, spacing: float = spec.LATENESS_SPACING_S
+):
     """Due times (epoch seconds) for ``count`` jobs starting ``lead`` s ahead."""
     base = time.time() + lead
     return [base + i * spacing for i in range(count)]

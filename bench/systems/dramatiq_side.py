@@ -11,7 +11,7 @@ import sys
 import time
 
 import peer_common
-from common import Child, Ctx, NotImplementedFigure, side_main
+from common import Child, Ctx, FigureNotImplementedError, side_main
 
 
 def _version() -> str:
@@ -21,7 +21,16 @@ def _version() -> str:
 
 
 def _start_worker() -> Child:
-    argv = [sys.executable, "-m", "dramatiq", "dramatiq_tasks", "--processes", "1", "--threads", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "dramatiq_tasks",
+        "--processes",
+        "1",
+        "--threads",
+        "1",
+    ]
     return Child(argv, label="dramatiq")
 
 
@@ -40,7 +49,7 @@ def _mark(key: str):
 def _late(due: float):
     from dramatiq_tasks import late
 
-    delay_ms = max(0, int(round((due - time.time()) * 1000)))
+    delay_ms = max(0, round((due - time.time()) * 1000))
     return late.send_with_options(args=(due,), delay=delay_ms)
 
 
@@ -51,7 +60,7 @@ def _delayed_noop():
 
 
 def enqueue_batch(ctx: Ctx):
-    raise NotImplementedFigure("dramatiq has no bulk enqueue call")
+    raise FigureNotImplementedError("dramatiq has no bulk enqueue call")
 
 
 FIGURES = {

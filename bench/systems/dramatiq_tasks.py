@@ -6,9 +6,8 @@ import os
 import time
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
-
 from common import LATENESS_KEY, URL_ENV, task_redis
+from dramatiq.brokers.redis import RedisBroker
 
 broker = RedisBroker(url=os.environ[URL_ENV])
 dramatiq.set_broker(broker)

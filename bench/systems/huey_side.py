@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 
 import peer_common
-from common import Child, Ctx, NotImplementedFigure, side_main
+from common import Child, Ctx, FigureNotImplementedError, side_main
 
 
 def _version() -> str:
@@ -21,7 +21,16 @@ def _version() -> str:
 
 
 def _start_worker() -> Child:
-    argv = [sys.executable, "-m", "huey.bin.huey_consumer", "huey_tasks.huey", "-w", "1", "-k", "thread"]
+    argv = [
+        sys.executable,
+        "-m",
+        "huey.bin.huey_consumer",
+        "huey_tasks.huey",
+        "-w",
+        "1",
+        "-k",
+        "thread",
+    ]
     return Child(argv, label="huey")
 
 
@@ -44,11 +53,13 @@ def _late(due: float):
 
 
 def enqueue_batch(ctx: Ctx):
-    raise NotImplementedFigure("huey has no bulk enqueue call")
+    raise FigureNotImplementedError("huey has no bulk enqueue call")
 
 
 def memory_scheduled(ctx: Ctx):
-    raise NotImplementedFigure("huey keeps scheduled tasks on the plain queue until a consumer reads them")
+    raise FigureNotImplementedError(
+        "huey keeps scheduled tasks on the plain queue until a consumer reads them"
+    )
 
 
 FIGURES = {

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from huey import RedisHuey
-
 from common import LATENESS_KEY, URL_ENV, task_redis
+from huey import RedisHuey
 
 huey = RedisHuey("bench", url=os.environ[URL_ENV])
 

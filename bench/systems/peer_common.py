@@ -28,12 +28,18 @@ from common import (
 READY_KEY = "bench:worker:ready"
 
 
-def wait_ready(ctx: Ctx, worker: Child, send_ready: Callable[[], None], timeout: float = 30.0) -> None:
+def wait_ready(
+    ctx: Ctx, worker: Child, send_ready: Callable[[], None], timeout: float = 30.0
+) -> None:
     """Send a marker job and wait until the worker has run it."""
     conn = ctx.redis()
     send_ready()
-    if not wait_until(lambda: conn.exists(READY_KEY) or not worker.alive(), timeout=timeout, interval=0.05):
-        raise RuntimeError(f"worker did not run its first job within {timeout:.0f} s:\n" + worker.log_tail())
+    if not wait_until(
+        lambda: conn.exists(READY_KEY) or not worker.alive(), timeout=timeout, interval=0.05
+    ):
+        raise RuntimeError(
+            f"worker did not run its first job within {timeout:.0f} s:\n" + worker.log_tail()
+        )
     if not worker.alive():
         raise RuntimeError("worker exited early:\n" + worker.log_tail())
 
@@ -47,7 +53,9 @@ def enqueue_one(ctx: Ctx, send_noop: Callable[[], object]) -> dict[str, float | 
     return {"enqueue_one": round(ctx.jobs / (time.perf_counter() - started), 1)}
 
 
-def worker_noop(ctx: Ctx, send_noop, send_mark, start_worker: Callable[[], Child]) -> dict[str, float | None]:
+def worker_noop(
+    ctx: Ctx, send_noop, send_mark, start_worker: Callable[[], Child]
+) -> dict[str, float | None]:
     conn = ctx.redis()
     conn.delete(MARK_START, MARK_END)
     send_mark(MARK_START)
@@ -59,7 +67,9 @@ def worker_noop(ctx: Ctx, send_noop, send_mark, start_worker: Callable[[], Child
     return {"worker_noop": round(rate, 1)}
 
 
-def lateness(ctx: Ctx, send_mark, send_late: Callable[[float], object], start_worker) -> dict[str, float | None]:
+def lateness(
+    ctx: Ctx, send_mark, send_late: Callable[[float], object], start_worker
+) -> dict[str, float | None]:
     conn = ctx.redis()
     with start_worker() as worker:
         wait_ready(ctx, worker, lambda: send_mark(READY_KEY))

@@ -10,7 +10,7 @@ import their tasks from rq_tasks.py, so PYTHONPATH must include this folder
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import spec
 from common import (
@@ -49,7 +49,13 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def _worker(queue: str, kind: str, burst: bool = False, scheduler: bool = False, ready_key: str = "bench:worker:ready"):
+def _worker(
+    queue: str,
+    kind: str,
+    burst: bool = False,
+    scheduler: bool = False,
+    ready_key: str = "bench:worker:ready",
+):
     args = ["--queue", queue, "--kind", kind, "--ready-key", ready_key]
     if burst:
         args.append("--burst")
@@ -100,7 +106,9 @@ def _drain(ctx: Ctx, queue_name: str, kind: str, n_jobs: int) -> float:
     q.enqueue(mark, MARK_END)
     per_job_budget = 0.02 if kind == "simple" else 0.2
     with _worker(queue_name, kind, burst=True) as worker:
-        rate = timed_drain(conn, n_jobs, deadline_s=30 + n_jobs * per_job_budget, is_alive=worker.alive)
+        rate = timed_drain(
+            conn, n_jobs, deadline_s=30 + n_jobs * per_job_budget, is_alive=worker.alive
+        )
         worker.wait(10)
     return round(rate, 1)
 
@@ -111,7 +119,9 @@ def worker_noop(ctx: Ctx):
     fork = _drain(ctx, "bench_fork", "fork", fork_jobs)
     ctx.extra["worker_noop_jobs"] = ctx.jobs
     ctx.extra["worker_noop_fork_jobs"] = fork_jobs
-    ctx.notes.append("worker_noop = SimpleWorker --burst; worker_noop_fork = Worker --burst (fork per job)")
+    ctx.notes.append(
+        "worker_noop = SimpleWorker --burst; worker_noop_fork = Worker --burst (fork per job)"
+    )
     return {"worker_noop": simple, "worker_noop_fork": fork}
 
 
@@ -123,7 +133,9 @@ def lateness(ctx: Ctx):
     q = _queue(ctx, "bench_late")
     with _worker("bench_late", "simple", scheduler=True) as worker:
         lock_key = RQScheduler.get_locking_key("bench_late")
-        if not wait_until(lambda: conn.exists(lock_key) or not worker.alive(), timeout=30, interval=0.05):
+        if not wait_until(
+            lambda: conn.exists(lock_key) or not worker.alive(), timeout=30, interval=0.05
+        ):
             raise RuntimeError("RQ scheduler did not take its lock within 30 s")
         if not worker.alive():
             raise RuntimeError("worker exited early:\n" + worker.log_tail())
@@ -166,8 +178,12 @@ def promote_100k(ctx: Ctx):
     # nothing consumes the queue while we count it.
     suspend(conn)
     try:
-        with _worker("bench_promote", "simple", scheduler=True, ready_key="bench:promote:ready") as worker:
-            if not wait_until(lambda: conn.exists("bench:promote:ready") or not worker.alive(), timeout=30):
+        with _worker(
+            "bench_promote", "simple", scheduler=True, ready_key="bench:promote:ready"
+        ) as worker:
+            if not wait_until(
+                lambda: conn.exists("bench:promote:ready") or not worker.alive(), timeout=30
+            ):
                 raise RuntimeError("worker did not start within 30 s")
             t0 = float(conn.get("bench:promote:ready") or time.time())
             deadline = 60 + ctx.jobs * 0.003
@@ -251,7 +267,10 @@ def idle_worker_rss(ctx: Ctx):
     with_sched = _idle_tree(ctx, scheduler=True)
     ctx.extra["plain"] = {k: round(v, 2) for k, v in plain.items()}
     ctx.extra["with_scheduler"] = {k: round(v, 2) for k, v in with_sched.items()}
-    ctx.notes.append("idle_worker_rss = default Worker (fork kind) without scheduler; extra has PSS and +scheduler")
+    ctx.notes.append(
+        "idle_worker_rss = default Worker (fork kind), no scheduler; "
+        "extra has PSS and the figure with the scheduler"
+    )
     return {"idle_worker_rss": round(plain["rss_mb"], 2)}
 
 

@@ -91,7 +91,9 @@ CEILING_FIGURE = Figure(
     "ceiling",
     (
         Metric("ceiling_rtt_lpush", "ops/s", "higher", "redis-py, one LPUSH per round trip"),
-        Metric("ceiling_pipelined_lpush", "ops/s", "higher", "redis-py, LPUSH pipelined 1000 at a time"),
+        Metric(
+            "ceiling_pipelined_lpush", "ops/s", "higher", "redis-py, LPUSH pipelined 1000 at a time"
+        ),
         Metric("redis_benchmark_lpush", "req/s", "higher", "redis-benchmark LPUSH, -P 1"),
         Metric("redis_benchmark_set", "req/s", "higher", "redis-benchmark SET, -P 1"),
         Metric("redis_benchmark_get", "req/s", "higher", "redis-benchmark GET, -P 1"),
@@ -100,7 +102,7 @@ CEILING_FIGURE = Figure(
 )
 
 FIGURE_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES)
-BY_NAME: dict[str, Figure] = {f.name: f for f in FIGURES + (CEILING_FIGURE,)}
+BY_NAME: dict[str, Figure] = {f.name: f for f in (*FIGURES, CEILING_FIGURE)}
 
 # Status values a side script may report.
 OK = "ok"

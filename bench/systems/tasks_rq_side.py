@@ -1,4 +1,4 @@
-"""tasks_rq side of the benchmark -- a stub until the library lands.
+"""tasks_rq side of the benchmark -- a stub for now.
 
     python tasks_rq_side.py --url redis://127.0.0.1:PORT/0 --figure NAME --jobs N
 
@@ -12,8 +12,17 @@ this figure), ``redis()`` (a redis-py client), and ``extra`` / ``notes`` for
 anything worth reporting beside the numbers.  The function returns the
 metrics listed for its figure in spec.py, e.g. ``{"enqueue_one": 2345.6}``.
 A figure that is absent from FIGURES (or that raises
-common.NotImplementedFigure) is reported as "not_implemented"; any other
-exception is reported as "error".
+common.FigureNotImplementedError) is reported as "not_implemented"; any other
+exception is reported as "error".  Print nothing else on stdout.
+
+Put the task functions in a module of this folder (say tasks_rq_tasks.py,
+like rq_tasks.py): worker subprocesses started with common.python_child() or
+common.Child inherit PYTHONPATH and BENCH_REDIS_URL, so they can import it,
+and common.task_redis() gives tasks a client.  Three tasks are needed:
+noop(), mark(key) -> SET key time.time(), late(due) -> RPUSH
+common.LATENESS_KEY "due,started".  Start workers through common.Child (its
+own session; stop() ends the whole tree) and give every wait a deadline
+(common.wait_until).
 
 What each figure must do, so that it matches rq_side.py:
 
@@ -23,6 +32,8 @@ enqueue_batch     the same through the bulk API, spec.BATCH_CHUNK per call.
 worker_noop       enqueue mark(common.MARK_START), ``jobs`` no-ops,
                   mark(common.MARK_END); start ONE worker subprocess (see
                   common.python_child) and call common.timed_drain().
+                  The markers bracket the no-ops only if jobs run one at a
+                  time in queue order, so run the worker with concurrency 1.
                   ``worker_noop_fork`` is for a fork-per-job mode, if any
                   (use min(jobs, 200)); leave it out otherwise.
 lateness          start a worker with its scheduler, wait until it is ready,
@@ -45,7 +56,7 @@ idle_worker_rss   start the default worker idle, wait until it is ready,
 
 from __future__ import annotations
 
-from common import Ctx, NotImplementedFigure, side_main
+from common import Ctx, FigureNotImplementedError, side_main
 
 
 def _version() -> str:
@@ -60,7 +71,7 @@ def _version() -> str:
 
 
 def _not_yet(ctx: Ctx):
-    raise NotImplementedFigure(f"tasks_rq side of '{ctx.figure}' is not written yet")
+    raise FigureNotImplementedError(f"tasks_rq side of '{ctx.figure}' is not written yet")
 
 
 FIGURES = {
