@@ -255,7 +255,14 @@ def jobs_group() -> None:
 @jobs_group.command(name="list")
 @_queue_option("Only jobs of QUEUE (default: every queue).")
 @click.option("--status", "-s", type=click.Choice(inspection.STATUSES), help="Only this status.")
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most N jobs.",
+)
 @_json_option
 @_friendly_errors
 def jobs_list(queue: str | None, status: str | None, limit: int, as_json: bool) -> None:
@@ -400,8 +407,16 @@ def _json_value(text: str | None, expected: type, what: str, example: str) -> An
 @click.option("--kwargs", "kwargs_json", metavar="JSON", help='Keyword arguments: {"name": 1}.')
 @_queue_option("Queue the job goes to (default: the task's).")
 @click.option("--at", "at_text", metavar="ISO", help="Run at this time (naive: local time).")
-@click.option("--after", "after_s", type=click.FloatRange(min=0), help="Run SECONDS from now.")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import MODULE first.")
+@click.option(
+    "--after",
+    "after_s",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Run SECONDS from now.",
+)
+@click.option(
+    "--import", "imports", multiple=True, metavar="MODULE", help="Import MODULE first (repeatable)."
+)
 @_json_option
 @_friendly_errors
 def enqueue(
