@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,10 @@ R = TypeVar("R")
 
 HISTORY_LENGTH = 10
 RESULT_RECHECK_S = 2.0
+RESULT_BACKOFF_S = 0.05
+RESULT_BACKOFF_CAP_S = 1.0
+
+logger = logging.getLogger(__name__)
 
 
 class JobStatus(str, enum.Enum):
@@ -277,6 +282,9 @@ class Job(Generic[R]):
         A repeating job ends after its last repetition. Waiting listens for the job's end
         on a pub/sub channel rather than polling.
 
+        Waiting rides out Redis restarts, stalls and cut connections: it reconnects with
+        capped backoff until the job ends or ``timeout`` passes.
+
         Args:
             timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
@@ -287,6 +295,25 @@ class Job(Generic[R]):
             NoSuchJobError: the job is no longer stored.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        pause_s = RESULT_BACKOFF_S
+        while True:
+            try:
+                return self._wait_for_result(deadline, timeout)
+            except connection.TRANSIENT_ERRORS as exc:
+                if pause_s == RESULT_BACKOFF_S:
+                    logger.warning(
+                        "job %s: Redis unavailable while waiting for the result (%s); retrying",
+                        self.id,
+                        exc,
+                    )
+                if deadline is not None and time.monotonic() + pause_s >= deadline:
+                    raise JobTimeoutError(
+                        f"job {self.id} did not end within {timeout} s (Redis unavailable)"
+                    ) from exc
+                time.sleep(pause_s)
+                pause_s = min(RESULT_BACKOFF_CAP_S, pause_s * 2)
+
+    def _wait_for_result(self, deadline: float | None, timeout: float | None) -> R:
         pubsub = self.connection.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(keys.done_channel(self.queue, self.id))
