@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import redis
 
@@ -133,3 +134,54 @@ def count_run(name: str) -> float:
 def multiply(a: int, b: int) -> int:
     """A task whose registered name does not say its module (needs ``--import jobs``)."""
     return a * b
+
+
+@task
+def sleep_and_report_pid(name: str, seconds: float) -> int:
+    """Append this process's id to test:log:<name>, then sleep; return the id."""
+    _log(name, os.getpid())
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@task
+def chaos_step(job_id: str, queue: str, seconds: float) -> str:
+    """Record this start in the set chaos:starts, then work for ``seconds``.
+
+    The record names the job, how many runs had succeeded before (``runs``), how often this
+    run was recovered (``recoveries``), the due time and the start time. It is a set member
+    with a random token, so a write retried after a lost reply is still recorded once.
+    """
+    import json
+    import secrets
+
+    from tasks_rq import keys
+
+    started_at = time.time()
+    client = redis.Redis.from_url(
+        os.environ["TASKS_RQ_URL"], socket_timeout=5, decode_responses=True
+    )
+    runs, recoveries, due = _patiently(
+        lambda: client.hmget(keys.for_queue(queue).job(job_id), ["runs", "recoveries", "due"])
+    )
+    entry = json.dumps(
+        {"id": job_id, "runs": int(runs or 0), "recoveries": int(recoveries or 0),
+         "due": float(due) if due else None, "started_at": started_at,
+         "pid": os.getpid(), "token": secrets.token_hex(8)}
+    )
+    _patiently(lambda: client.sadd("chaos:starts", entry))
+    client.close()
+    time.sleep(seconds)
+    return job_id
+
+
+def _patiently(call: Any) -> Any:
+    """Return ``call()``, retrying while Redis restarts or stalls (up to two minutes)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
