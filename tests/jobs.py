@@ -185,3 +185,14 @@ def _patiently(call: Any) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@task
+def fail_odd_calls(name: str) -> int:
+    """Fail calls 1, 3, 5, ... for ``name`` and succeed on the others; log each start."""
+    client = redis.Redis.from_url(os.environ["TASKS_RQ_URL"])
+    count = int(client.incr(f"test:odd:{name}"))
+    _log(name, repr(time.time()))
+    if count % 2:
+        raise RuntimeError(f"odd call {count}")
+    return count
