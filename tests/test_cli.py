@@ -131,6 +131,15 @@ def test_info_interval_prints_a_fresh_view_each_time(processes: Processes) -> No
     assert stamps[-1] - stamps[0] >= timedelta(seconds=0.2)
 
 
+def test_info_interval_prints_the_table_again_for_people(processes: Processes) -> None:
+    jobs.add.delay(1, 2)
+
+    result = processes.run("info", "--interval", "0.1", "--count", "2")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("QUEUE    QUEUED") == 2
+
+
 def test_info_count_without_interval_is_a_usage_error(processes: Processes) -> None:
     assert_clean_error(processes.run("info", "--count", "2"), 2, "--count needs --interval")
 
@@ -256,6 +265,19 @@ def test_jobs_cancel_moves_a_scheduled_job_to_canceled(processes: Processes) -> 
     assert job.status is JobStatus.CANCELED
     assert job not in ScheduledJobRegistry("default")
     assert job in CanceledJobRegistry("default")
+
+
+def test_jobs_cancel_of_a_running_job_flags_it(processes: Processes) -> None:
+    job = jobs.sleep_for.delay(30)
+    processes.worker()
+    wait_for(lambda: job.status is JobStatus.STARTED, what="the job to start")
+
+    result = processes.run("jobs", "cancel", job.id)
+
+    assert result.returncode == 0, result.stderr
+    assert "is running: it ends as canceled" in result.stdout
+    job.refresh()
+    assert job.is_cancel_requested and job.status is JobStatus.STARTED
 
 
 def test_jobs_cancel_of_an_ended_job_exits_1(processes: Processes) -> None:
