@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE_S = 15.0
 FAST_JOB_S = 0.005
 PREFETCH_PER_CHILD = 16
+FLUSH_BATCH = 64
+FLUSH_DELAY_S = 0.02
 MAX_ERROR_IN_HISTORY = 2000
 BACKOFF_CAP_S = 2.0
 SWEEPS_AFTER_LOST_CLAIM = 2
@@ -199,13 +201,31 @@ class Worker:
                 if self._is_burst_done(supervisor):
                     return
                 continue
-            self._wait(0.0 if self._buffer and self.pool.idle() else 1.0)
+            self._wait(self._wait_limit())
             self._check_children()
-            if self._pending:
+            if self._pending and self._is_flush_due():
                 self._guarded(self._flush)
             self._guarded(self._heartbeat)
             if not self._stop_requested:  # a scheduler stopped by the same signal stays down
                 supervisor.watch()
+
+    def _wait_limit(self) -> float:
+        if self._buffer and self.pool.idle():
+            return 0.0
+        if self._pending:
+            return max(0.0, FLUSH_DELAY_S - (time.time() - self._pending[0][1].ended_at))
+        return 1.0
+
+    def _is_flush_due(self) -> bool:
+        # Outcomes of fast jobs are recorded in batches (one round trip for many); nothing
+        # waits longer than FLUSH_DELAY_S, and a worker with nothing left to start flushes
+        # at once.
+        return bool(
+            not self._buffer
+            or self._stop_requested
+            or len(self._pending) >= FLUSH_BATCH
+            or time.time() - self._pending[0][1].ended_at >= FLUSH_DELAY_S
+        )
 
     def _is_burst_done(self, supervisor: Any) -> bool:
         try:
