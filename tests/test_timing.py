@@ -150,7 +150,7 @@ def test_bad_time_is_refused_naming_the_argument(when: object, error: type, matc
     ],
 )
 def test_bad_delay_is_refused_naming_the_argument(delay: object, error: type) -> None:
-    with pytest.raises(error, match="^delay"):
+    with pytest.raises(error, match=r"^delay"):
         delay_to_seconds(delay)
 
 
