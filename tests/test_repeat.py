@@ -346,6 +346,16 @@ def test_job_id_is_free_again_once_the_repeats_are_done(client: redis.Redis, wor
     assert again in FinishedJobRegistry("default")
 
 
+def test_reused_job_id_starts_a_fresh_history(client: redis.Redis, worker: None) -> None:
+    jobs.add.options(job_id="fresh").repeat(2, 0, 1, 1).result(timeout=10)
+    plain = jobs.add.options(job_id="fresh").delay(2, 2)
+    assert plain.result(timeout=10) == 4
+    assert plain.history() == []
+    repeating = jobs.add.options(job_id="fresh").repeat(1, 0, 3, 3)
+    assert repeating.result(timeout=10) == 6
+    assert [run.result for run in repeating.history()] == [6, 6]
+
+
 # --- repetitions under recovery sweeps ----------------------------------------------------
 
 

@@ -39,9 +39,15 @@ if ok then
 else
   redis.call('HSET', job, 'error', ARGV[6], 'ended_at', now)
 end
+-- A history list this job has not written yet belongs to an ended job that had the same id.
 if ARGV[11] ~= '' then
+  if redis.call('HSETNX', job, 'history', '1') == 1 then
+    redis.call('DEL', KEYS[8])
+  end
   redis.call('LPUSH', KEYS[8], ARGV[11])
   redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[12]) - 1)
+else
+  redis.call('DEL', KEYS[8])
 end
 
 if ARGV[7] ~= '' and not holder[3] then
