@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -161,12 +162,13 @@ def child_main(conn: Connection, imports: list[str], worker_pid: int = 0) -> Non
         __import__(module)
     while True:
         try:
-            assignment = conn.recv()
+            batch = conn.recv()
         except (EOFError, OSError):
             return
-        if assignment is None:
+        if batch is None:
             return
-        conn.send(run_assignment(assignment))
+        for assignment in batch:
+            conn.send(run_assignment(assignment))
 
 
 def exit_with(pid: int) -> None:
@@ -203,26 +205,51 @@ def is_alive(pid: int) -> bool:
 
 @dataclass
 class Child:
-    """One child process of the pool and the job it runs, if any."""
+    """One child process of the pool and the jobs sent to it, in the order it runs them.
+
+    A child gets one job at a time, or a short batch of fast jobs in one message; it sends
+    one outcome per job as each ends. The first job in flight is the one running: it must
+    end within its timeout of the moment the previous outcome (or the batch) arrived.
+    """
 
     process: BaseProcess
     conn: Connection
-    job_id: str | None = None
+    in_flight: deque[tuple[str, float]] = field(default_factory=deque)
     deadline: float = 0.0
-    sent_at: float = 0.0
+    started_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_idle(self) -> bool:
-        """Return whether the child waits for a job."""
-        return self.job_id is None
+        """Return whether the child waits for jobs."""
+        return not self.in_flight
 
-    def send(self, assignment: Assignment, timeout_s: float) -> None:
-        """Give the child a job that must end within ``timeout_s``."""
-        self.job_id = assignment.job_id
-        self.sent_at = time.monotonic()
-        self.deadline = self.sent_at + timeout_s
-        self.conn.send(assignment)
+    @property
+    def job_id(self) -> str | None:
+        """Return the id of the job running in the child, if any."""
+        return self.in_flight[0][0] if self.in_flight else None
+
+    def send(self, assignments: list[Assignment], timeouts_s: list[float]) -> None:
+        """Give the child jobs to run in order, each within its timeout."""
+        self.in_flight.extend(zip((a.job_id for a in assignments), timeouts_s, strict=True))
+        self._start_head(time.monotonic())
+        self.conn.send(assignments)
+
+    def _start_head(self, now: float) -> None:
+        self.started_at = now
+        self.deadline = now + self.in_flight[0][1] if self.in_flight else 0.0
+
+    def take_outcome(self) -> Outcome:
+        """Read the next outcome (the running job's) and move on to the next job.
+
+        Raises:
+            EOFError: the child is gone.
+        """
+        outcome: Outcome = self.conn.recv()
+        if self.in_flight and self.in_flight[0][0] == outcome.job_id:
+            self.in_flight.popleft()
+        self._start_head(time.monotonic())
+        return outcome
 
     def kill(self) -> None:
         """Kill the child at once and reap it."""

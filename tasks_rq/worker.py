@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE_S = 15.0
 FAST_JOB_S = 0.005
 PREFETCH_PER_CHILD = 16
+BATCH_PER_CHILD = 8
 FLUSH_BATCH = 64
 FLUSH_DELAY_S = 0.02
 MAX_ERROR_IN_HISTORY = 2000
@@ -99,6 +100,7 @@ class Worker:
         self.processed = 0
         self._held: dict[str, ClaimedJob] = {}
         self._pending: list[tuple[ClaimedJob, Outcome]] = []
+        self._ended_children: list[Child] = []
         self._buffer: deque[ClaimedJob] = deque()
         self._stop_requested = 0
         self._stop_started = 0.0
@@ -244,13 +246,15 @@ class Worker:
             and time.monotonic() - self._stop_started > limit
         )
 
-    def _guarded(self, step: Any) -> None:
+    def _guarded(self, step: Callable[[], bool]) -> None:
+        """Run ``step``, which returns whether it reached Redis; back off while Redis fails."""
         try:
-            step()
+            has_reached_redis = step()
         except redis.RedisError as exc:
             self._on_redis_down(exc)
         else:
-            self._on_redis_up()
+            if has_reached_redis:
+                self._on_redis_up()
 
     def _on_redis_down(self, exc: redis.RedisError) -> None:
         # One line per outage, not per attempt; a refused command (a bug, or data that is
@@ -277,14 +281,16 @@ class Worker:
             self._redis_down_since = None
             self._next_heartbeat = 0.0  # renew the leases now, before they run out
 
-    def _fill(self) -> None:
+    def _fill(self) -> bool:
         idle = self.pool.idle()
-        if idle and len(self._buffer) < len(idle):
+        must_claim = bool(idle) and len(self._buffer) < len(idle)
+        if must_claim:
             self._claim_into_buffer()
         for child in self.pool.idle():
             if not self._buffer:
                 break
-            self._dispatch(child, self._buffer.popleft())
+            self._dispatch_next(child)
+        return must_claim
 
     def _claim_into_buffer(self) -> int:
         idle = max(1, len(self.pool.idle()))
@@ -324,18 +330,27 @@ class Worker:
             self._buffer.append(job)
         return len(reply) // 2
 
-    def _dispatch(self, child: Child, job: ClaimedJob) -> None:
-        if job.problem:
-            now = time.time()
-            self._pending.append((job, Outcome(job.job_id, False, job.problem, now, now)))
-            self._dispatch_next(child)
+    def _dispatch_next(self, child: Child) -> None:
+        """Send the idle ``child`` the next job, or a short batch of them if jobs are fast."""
+        if self._stop_requested:
             return
-        logger.debug("job %s: starting %s", job.job_id, job.fields.get("task"))
+        batch: list[ClaimedJob] = []
+        size = BATCH_PER_CHILD if self._fast else 1
+        while self._buffer and len(batch) < size:
+            job = self._buffer.popleft()
+            if job.problem:
+                now = time.time()
+                self._pending.append((job, Outcome(job.job_id, False, job.problem, now, now)))
+            else:
+                batch.append(job)
+        if not batch:
+            return
+        logger.debug("job %s: starting %s", batch[0].job_id, batch[0].fields.get("task"))
         try:
-            child.send(job.assignment(), job.timeout_s)
+            child.send([job.assignment() for job in batch], [job.timeout_s for job in batch])
         except (OSError, BrokenPipeError):
-            self._buffer.appendleft(job)
-            child.job_id = None
+            self._buffer.extendleft(reversed(batch))
+            child.in_flight.clear()
             self.pool.replace(child)
 
     def _wait(self, timeout: float) -> None:
@@ -347,44 +362,52 @@ class Worker:
         if self._wake_read in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_read, 4096)
+        self._ended_children = [c for c in self.pool.busy() if c.process.sentinel in ready]
         for child in self.pool.busy():
-            if child.conn in ready or child.conn.poll():
-                self._receive(child, self._pending)
+            if child.conn in ready:
+                self._receive(child)
 
-    def _receive(self, child: Child, outcomes: list[tuple[ClaimedJob, Outcome]]) -> None:
+    def _receive(self, child: Child) -> None:
+        """Take every outcome the child has sent so far, then give it more work if idle."""
         try:
-            outcome: Outcome = child.conn.recv()
+            while child.in_flight and child.conn.poll():
+                outcome = child.take_outcome()
+                job = self._held.get(outcome.job_id)
+                if job is not None:
+                    self._pending.append((job, outcome))
+                    self._fast = outcome.ended_at - outcome.started_at < FAST_JOB_S
         except (EOFError, OSError):
-            return
-        job = self._held.get(outcome.job_id)
-        child.job_id = None
-        if job is not None:
-            outcomes.append((job, outcome))
-            self._fast = outcome.ended_at - outcome.started_at < FAST_JOB_S
+            return  # the child died: _check_children fails its job
+        if child.is_idle:
             self._dispatch_next(child)
-
-    def _dispatch_next(self, child: Child) -> None:
-        if self._buffer and not self._stop_requested:
-            self._dispatch(child, self._buffer.popleft())
 
     def _check_children(self) -> None:
         now = time.monotonic()
         for child in list(self.pool.busy()):
             job = self._held.get(child.job_id or "")
-            if not child.process.is_alive():
+            if child in self._ended_children or not child.process.is_alive():
+                if child.conn.poll():
+                    self._receive(child)  # outcomes it sent before it ended
+                    if child.is_idle:
+                        continue
                 reason = f"{child.exit_description()} while running the job"
             elif now > child.deadline and job is not None:
                 reason = f"timed out after {job.timeout_s:g} s; the job's process was killed"
             else:
                 continue
-            self.pool.replace(child)
-            if job is not None:
-                started = time.time() - (now - child.sent_at)
-                self._pending.append(
-                    (job, Outcome(job.job_id, False, reason, started, time.time()))
-                )
+            self._fail_running(child, job, reason, now)
+        self._ended_children = []
 
-    def _flush(self) -> None:
+    def _fail_running(self, child: Child, job: ClaimedJob | None, reason: str, now: float) -> None:
+        not_started = [self._held[i] for i, _ in list(child.in_flight)[1:] if i in self._held]
+        self._buffer.extendleft(reversed(not_started))
+        child.in_flight.clear()
+        self.pool.replace(child)
+        if job is not None:
+            started = time.time() - (now - child.started_at)
+            self._pending.append((job, Outcome(job.job_id, False, reason, started, time.time())))
+
+    def _flush(self) -> bool:
         outcomes = self._pending
         calls = [self._finish_call(job, outcome) for job, outcome in outcomes]
         try:
@@ -405,6 +428,7 @@ class Worker:
         self._is_flush_in_doubt = False
         if self._pending:
             raise next(r for r in results if isinstance(r, connection.TRANSIENT_ERRORS))
+        return True
 
     def _was_recorded(self, job: ClaimedJob, outcome: Outcome) -> bool:
         ended_at = self.connection.hget(keys.for_queue(job.queue).job(job.job_id), "ended_at")
@@ -496,11 +520,10 @@ class Worker:
                 last,
             )
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self) -> bool:
         now = time.time()
         if now < self._next_heartbeat:
-            return
-        self._next_heartbeat = now + self.lease_s / 3
+            return False
         self._leases.renew(self._held.values(), now)
         if self._sweeps_left:
             self._leases.give_back_unknown(self.queues, self._held)
@@ -522,6 +545,8 @@ class Worker:
         pipe.expire(keys.worker_key(self.name), int(self.lease_s * 2) + 1)
         pipe.zadd(keys.WORKERS, {self.name: now})
         pipe.execute()
+        self._next_heartbeat = now + self.lease_s / 3  # after a failure: again next round
+        return True
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         for job in jobs:
@@ -531,7 +556,12 @@ class Worker:
     def _shutdown(self, waker: Waker, supervisor: Any) -> None:
         is_waker_gone = waker.stop()
         self._wait(0.0)  # collect outcomes already sent, so that no finished job is put back
-        running = [self._held[c.job_id] for c in self.pool.busy() if c.job_id in self._held]
+        running = [
+            self._held[job_id]
+            for child in self.pool.busy()
+            for job_id, _ in child.in_flight
+            if job_id in self._held
+        ]
         self.pool.close()
         with contextlib.suppress(redis.RedisError):
             if self._pending:
