@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE_S = 15.0
 FAST_JOB_S = 0.005
 PREFETCH_PER_CHILD = 16
+HISTORY_LENGTH = 10
 BATCH_PER_CHILD = 8
 FLUSH_BATCH = 64
 FLUSH_DELAY_S = 0.02
@@ -409,12 +410,16 @@ class Worker:
 
     def _flush(self) -> bool:
         outcomes = self._pending
-        calls = [self._finish_call(job, outcome) for job, outcome in outcomes]
+        groups = self._finish_groups(outcomes)
         try:
-            results = run_pipeline(self._scripts, calls)
+            replies = run_pipeline(self._scripts, [call for call, _ in groups])
         except connection.TRANSIENT_ERRORS:
             self._is_flush_in_doubt = True  # some may have been recorded, replies lost
             raise
+        results: list[Any] = [None] * len(outcomes)
+        for (_, indexes), reply in zip(groups, replies, strict=True):
+            for position, index in enumerate(indexes):
+                results[index] = reply if isinstance(reply, Exception) else reply[position]
         self._pending = []
         for (job, outcome), result in zip(outcomes, results, strict=True):
             if isinstance(result, connection.TRANSIENT_ERRORS):
@@ -434,8 +439,39 @@ class Worker:
         ended_at = self.connection.hget(keys.for_queue(job.queue).job(job.job_id), "ended_at")
         return ended_at == repr(outcome.ended_at)
 
-    def _finish_call(self, job: ClaimedJob, outcome: Outcome) -> Any:
-        names = keys.for_queue(job.queue)
+    def _finish_groups(
+        self, outcomes: list[tuple[ClaimedJob, Outcome]]
+    ) -> list[tuple[Any, list[int]]]:
+        """Return one finish script call per queue, with the outcome indexes each covers."""
+        by_queue: dict[str, list[int]] = {}
+        for index, (job, _) in enumerate(outcomes):
+            by_queue.setdefault(job.queue, []).append(index)
+        groups = []
+        for queue, indexes in by_queue.items():
+            names = keys.for_queue(queue)
+            call_keys = [
+                names.started,
+                names.queue,
+                names.scheduled,
+                names.finished,
+                names.failed,
+                names.canceled,
+            ]
+            args: list[Any] = [
+                self.lease_holder,
+                keys.wake_channel(queue),
+                HISTORY_LENGTH,
+                keys.done_channel(queue, ""),
+                len(indexes),
+            ]
+            for index in indexes:
+                job, outcome = outcomes[index]
+                call_keys += [names.job(job.job_id), names.history(job.job_id)]
+                args += self._finish_args(job, outcome)
+            groups.append(((self._scripts.finish, call_keys, args), indexes))
+        return groups
+
+    def _finish_args(self, job: ClaimedJob, outcome: Outcome) -> list[Any]:
         fields = job.fields
         next_due, ttl = "", DEFAULT_FAILURE_TTL_S  # a malformed job: no retry, no repeat
         if not job.problem:
@@ -452,31 +488,16 @@ class Worker:
                     else outcome.payload[-MAX_ERROR_IN_HISTORY:],
                 }
             )
-        call_keys = [
-            names.job(job.job_id),
-            names.started,
-            names.queue,
-            names.scheduled,
-            names.finished,
-            names.failed,
-            names.canceled,
-            names.history(job.job_id),
-        ]
-        args = [
+        return [
             job.job_id,
-            self.lease_holder,
             job.claims,
             outcome.ended_at,
             "ok" if outcome.is_success else "fail",
             outcome.payload,
             next_due,
             ttl,
-            keys.wake_channel(job.queue),
-            keys.done_channel(job.queue, job.job_id),
             record,
-            10,
         ]
-        return (self._scripts.finish, call_keys, args)
 
     @staticmethod
     def _next_run(fields: dict[str, str], outcome: Outcome) -> tuple[str, int]:
