@@ -130,3 +130,10 @@ def test_unreachable_redis_names_the_url_without_password(client: redis.Redis) -
         configure(url=None)
     assert "s3cret" not in str(caught.value)
     assert "127.0.0.1:1" in str(caught.value)
+
+
+def test_cancel_of_an_ended_job_returns_false(client: redis.Redis) -> None:
+    job = jobs.add.delay(1, 2)
+    assert job.cancel() is True
+    assert job.cancel() is False
+    assert job.status is JobStatus.CANCELED

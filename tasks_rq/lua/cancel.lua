@@ -9,7 +9,8 @@
 -- ARGV[2]  now (epoch seconds)
 -- ARGV[3]  TTL in seconds of the canceled job (-1: keep forever)
 -- ARGV[4]  done channel of the job
--- Returns: "canceled", "cancel_requested" (running), "missing", or the job's final status.
+-- Returns: "canceled", "cancel_requested" (running), "missing", or "ended" (the job had
+-- already finished, failed or been canceled: nothing changes).
 
 local job, id = KEYS[1], ARGV[1]
 local status = redis.call('HGET', job, 'status')
@@ -25,7 +26,7 @@ if status == 'scheduled' then
 elseif status == 'queued' then
   redis.call('LREM', KEYS[2], 0, id)
 else
-  return status
+  return 'ended'
 end
 
 redis.call('HSET', job, 'status', 'canceled', 'ended_at', ARGV[2])
