@@ -44,6 +44,7 @@ BACKOFF_CAP_S = 2.0
 STALL_S = 2.0
 RECOVERY_GRACE_S = 5.0
 RESTART_PAUSE_S = 1.0
+STOP_CHECK_S = 0.05
 
 
 class Scheduler:
@@ -88,32 +89,34 @@ class Scheduler:
                 try:
                     self._serve(should_stop)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    self._on_outage(exc)
+                    self._on_outage(exc, should_stop)
                 except redis.RedisError as exc:
                     # A refused command (OOM, READONLY after a failover, ...) must not end
                     # the scheduler: nothing would ever be promoted again.
                     logger.error("scheduler %s: Redis refused a command: %s", self.token, exc)
-                    self._on_outage(exc)
+                    self._on_outage(exc, should_stop)
         finally:
             self.release_all()
             logger.info(
                 "scheduler %s: stopped after promoting %d job(s)", self.token, self.promoted
             )
 
-    def _on_outage(self, exc: Exception) -> None:
+    def _on_outage(self, exc: Exception, should_stop: Callable[[], bool]) -> None:
         self._is_view_broken = True
         now = time.monotonic()
         if self._down_since is None:
             logger.warning("scheduler %s: Redis unreachable (%s); retrying", self.token, exc)
             self._down_since = now
-        time.sleep(min(BACKOFF_CAP_S, 0.1 * 2 ** min(6, int(now - self._down_since))))
+        resume_at = now + min(BACKOFF_CAP_S, 0.1 * 2 ** min(6, int(now - self._down_since)))
+        while not should_stop() and time.monotonic() < resume_at:
+            time.sleep(min(STOP_CHECK_S, max(0.0, resume_at - time.monotonic())))
 
     def _serve(self, should_stop: Callable[[], bool]) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(*[keys.wake_channel(name) for name in self.queues])
             while not should_stop():
-                message = wait_for_message(pubsub, self.pass_once())
+                message = self._wait(pubsub, self.pass_once(), should_stop)
                 if self._down_since is not None:
                     down_s = time.monotonic() - self._down_since
                     logger.warning("scheduler %s: Redis back after %.1f s", self.token, down_s)
@@ -123,6 +126,19 @@ class Scheduler:
         finally:
             with contextlib.suppress(Exception):
                 pubsub.close()
+
+    @staticmethod
+    def _wait(
+        pubsub: redis.client.PubSub, timeout_s: float, should_stop: Callable[[], bool]
+    ) -> str | None:
+        # A stop signal does not interrupt a blocked read, so wait in short slices: a
+        # stopping scheduler hands its locks over within STOP_CHECK_S.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            message = wait_for_message(pubsub, max(0.0, min(remaining, STOP_CHECK_S)))
+            if message is not None or remaining <= STOP_CHECK_S or should_stop():
+                return message
 
     def pass_once(self) -> float:
         """Run one pass (locks, promotion, upkeep); return seconds until the next is due."""
