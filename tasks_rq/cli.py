@@ -462,5 +462,20 @@ def _print_enqueued(job: Job[Any], as_json: bool) -> None:
     click.echo(f"{status} job {job.id} on queue {job.queue}{when}")
 
 
+@main.command(name="check")
+@click.argument("queues", nargs=-1)
+@click.option("--repair", is_flag=True, help="Fix what is safe to fix, and say what was done.")
+@_json_option
+@_friendly_errors
+def check_command(queues: tuple[str, ...], repair: bool, as_json: bool) -> None:
+    """Verify that every job is in exactly the place its status names (exit 1 if not)."""
+    from tasks_rq import check
+
+    report = check.check(_connect_or_fail(), queues=list(queues) or None, repair=repair)
+    click.echo(display.to_json(report.to_dict()) if as_json else check.render(report))
+    if not report.is_clean:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -72,6 +72,17 @@ def check_job_id(job_id: object) -> str:
     return job_id
 
 
+QUEUE_KEYS_PATTERN = f"{PREFIX}:{{*"  # SCAN MATCH pattern of every per-queue key
+
+
+def queue_of(key: str) -> str | None:
+    """Return the queue a per-queue key belongs to (``None`` for any other key)."""
+    head = f"{PREFIX}:{{"
+    if not key.startswith(head) or "}" not in key:
+        return None
+    return key[len(head) : key.index("}")]
+
+
 def worker_key(name: str) -> str:
     """Return the key of a worker's info hash."""
     return f"{PREFIX}:worker:{name}"
