@@ -47,6 +47,8 @@ JOB_COUNTS: dict[str, tuple[int, int, bool]] = {
     "memory_scheduled": (spec.MEMORY_JOBS, spec.MEMORY_JOBS, False),
     "memory_queued": (spec.MEMORY_JOBS, spec.MEMORY_JOBS, False),
     "idle_worker_rss": (1, 1, False),
+    "takeover": (5, 3, False),  # trials
+    "recovery": (2, 1, False),  # trials
     "ceiling": (20_000, 10_000, False),
 }
 
@@ -250,6 +252,8 @@ def side_timeout(figure: str, jobs: int) -> float:
         "memory_scheduled": 60 + jobs / 100,
         "memory_queued": 60 + jobs / 100,
         "idle_worker_rss": 120,
+        "takeover": 60 + jobs * 20,
+        "recovery": 60 + jobs * 90,
         "ceiling": 240,
     }[figure]
 

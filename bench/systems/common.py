@@ -200,6 +200,24 @@ def _status_kb(pid: int, field_name: str, filename: str = "status") -> int:
     return 0
 
 
+def parent_of(pid: int) -> int:
+    """The parent process id of ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            data = fh.read()
+    except OSError:
+        return 0
+    return int(data[data.rfind(")") + 2 :].split()[1])
+
+
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """RSS and PSS (MB) of the single process ``pid``."""
+    return {
+        "rss_mb": round(_status_kb(pid, "VmRSS") / 1024.0, 2),
+        "pss_mb": round(_status_kb(pid, "Pss", "smaps_rollup") / 1024.0, 2),
+    }
+
+
 def tree_memory_mb(root: int) -> dict[str, float]:
     """RSS (and PSS, which does not double-count shared pages) of a tree."""
     pids = process_tree(root)

@@ -51,6 +51,7 @@ FIGURES: tuple[Figure, ...] = (
         (
             Metric("worker_noop", "jobs/s", "higher", "one in-process worker drains N no-ops"),
             Metric("worker_noop_fork", "jobs/s", "higher", "one fork-per-job worker drains no-ops"),
+            Metric("worker_noop_cores", "jobs/s", "higher", "one worker, concurrency = CPU count"),
         ),
         "Pre-enqueue no-op jobs, then time a single worker draining them.",
     ),
@@ -83,6 +84,16 @@ FIGURES: tuple[Figure, ...] = (
         "idle_worker_rss",
         (Metric("idle_worker_rss", "MB", "lower", "RSS of an idle worker's process tree"),),
         "Resident memory of one idle worker process tree, 2 s after it is ready.",
+    ),
+    Figure(
+        "takeover",
+        (Metric("takeover_s", "s", "lower", "dead scheduler's queue taken over (worst trial)"),),
+        "Two schedulers serve a queue; SIGKILL the lock holder; time until the other holds it.",
+    ),
+    Figure(
+        "recovery",
+        (Metric("recovery_s", "s", "lower", "killed worker's job runs again (default lease)"),),
+        "SIGKILL a worker running a job; time until another worker starts the job again.",
     ),
 )
 
