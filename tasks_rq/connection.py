@@ -87,16 +87,18 @@ def connect(url: str) -> redis.Redis:
     Raises:
         ValueError: the URL is not a Redis URL.
     """
+    tcp: dict[str, Any] = {}
+    if not url.startswith("unix:"):  # unix sockets take no keepalive settings
+        tcp = {"socket_keepalive": True, "socket_keepalive_options": _keepalive_options()}
     try:
         return redis.Redis.from_url(
             url,
             decode_responses=True,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_keepalive=True,
-            socket_keepalive_options=_keepalive_options(),
             retry=Retry(NoBackoff(), 0),
             health_check_interval=HEALTH_CHECK_S,
+            **tcp,
         )
     except ValueError as exc:
         raise ValueError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
