@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import secrets
 import signal
@@ -274,29 +275,20 @@ class Scheduler:
         return moved
 
 
-def scheduler_main(queues: list[str], url: str, log_level: int, worker_pid: int = 0) -> None:
+def scheduler_main(queues: list[str], url: str, log_level: int) -> None:
     """Run a scheduler in this (child) process until SIGTERM or until its worker is gone."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGKILLed worker cannot stop its scheduler child, which would go on holding locks:
+    # multiprocessing's parent sentinel (a pipe from the worker) tells when the worker is gone.
+    worker = multiprocessing.parent_process()
 
     def should_stop() -> bool:
-        return bool(stopping) or (worker_pid > 0 and not _is_alive(worker_pid))
+        return bool(stopping) or (worker is not None and not worker.is_alive())
 
     Scheduler(queues, connection.connect(url)).run(should_stop)
-
-
-def _is_alive(pid: int) -> bool:
-    # The child's parent is multiprocessing's fork server, not the worker, so a SIGKILLed
-    # worker would leave it running (and holding locks) without this check.
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SchedulerSupervisor:
@@ -330,7 +322,7 @@ class SchedulerSupervisor:
         level = logging.getLogger("tasks_rq").getEffectiveLevel()
         self.process = _context().Process(
             target=scheduler_main,
-            args=(self.queues, url, level, os.getpid()),
+            args=(self.queues, url, level),
             daemon=True,
             name="tasks-rq-scheduler",
         )

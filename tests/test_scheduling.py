@@ -294,6 +294,17 @@ def test_scheduler_child_killed_alone_is_restarted_and_jobs_still_run(
     assert "restarting it" in worker.finish()
 
 
+def test_scheduler_child_hands_its_lock_over_when_its_worker_is_killed(
+    processes: Processes, client: redis.Redis
+) -> None:
+    worker = start_scheduling_worker(processes)
+    wait_for_holder(client)
+    os.kill(worker.process.pid, signal.SIGKILL)  # the worker alone; left unreaped (a zombie)
+    killed_at = time.monotonic()
+    wait_for(lambda: lock_holder(client) is None, what="the orphaned scheduler to stop")
+    assert time.monotonic() - killed_at < LOCK_TTL_S - 1  # released, not expired
+
+
 PROGRAMMATIC_WORKER = """
 from tasks_rq import Worker
 
