@@ -441,7 +441,7 @@ def render(rows: list[dict], systems: list[System]) -> str:
     header = (
         ["figure", "unit", "tasks_rq", "RQ", "ratio"]
         + [s.column for s in systems if s.peer]
-        + ["ceiling"]
+        + ["ceiling", "of ceiling"]
     )
     table = [header]
     for row in rows:
@@ -457,6 +457,8 @@ def render(rows: list[dict], systems: list[System]) -> str:
         line.append(
             row.get("ceiling_text") or (fmt(row["ceiling"]) if row["ceiling"] is not None else "")
         )
+        ours, limit = row["values"].get("tasks_rq"), row["ceiling"]
+        line.append(f"{ours / limit:.0%}" if ours is not None and limit else "")
         table.append(line)
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     out = []
@@ -475,7 +477,8 @@ ratio: > 1 means tasks_rq is better. jobs/s and ops/s rows: tasks_rq / RQ.
   ms, s, B/job and MB rows: RQ / tasks_rq (lower is better).
   lateness rows: |RQ| / |tasks_rq| (closer to zero is better; negative = started early).
 ceiling: what Redis + redis-py do alone; on enqueue rows, the matching limit
-  (one LPUSH per round trip / LPUSH pipelined 1000 at a time).
+  (one redis-py LPUSH per round trip / LPUSH pipelined 1000 at a time), and
+  "of ceiling" = tasks_rq / that limit.
 n/i = not implemented for that system, ERR = failed (see --json), * = extrapolated."""
 
 
@@ -579,6 +582,11 @@ def main(argv: list[str] | None = None) -> int:
     for res in list(results.values()) + ([ceiling] if ceiling else []):
         if res.get("status") == spec.NOT_IMPLEMENTED:
             missing.setdefault(res["system"], []).append(res["figure"])
+            notes += [
+                f"  [{res['system']} {res['figure']}] {note}"
+                for note in res.get("notes", [])
+                if "has no '" not in note
+            ]
             continue
         for note in res.get("notes", []):
             notes.append(f"  [{res['system']} {res['figure']}] {note}")

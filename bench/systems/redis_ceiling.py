@@ -5,6 +5,11 @@
 * ceiling_rtt_lpush: N synchronous LPUSH calls of a ~100-byte value, one
   command per round trip.  No one-at-a-time enqueue that needs at least one
   round trip per job can beat this from a single client.
+* ceiling_rtt_raw: the same LPUSHes written and read on one redis-py
+  ``Connection`` (``send_command`` + ``read_response``), skipping the
+  client's per-call dispatch (pool checkout, retry wrapper): the cost of the
+  round trip itself, which a library that talks to its connection directly
+  can approach.
 * ceiling_pipelined_lpush: the same LPUSHes sent 1000 per pipeline.
 * redis_benchmark_*: ``redis-benchmark -q -n 100000 -t lpush,set,get -P 1``
   against the same server, when the tool is installed.
@@ -75,6 +80,14 @@ def ceiling(ctx: Ctx):
         conn.lpush(KEY, VALUE)
     rtt = ctx.jobs / (time.perf_counter() - started)
 
+    raw = conn.connection_pool.make_connection()
+    started = time.perf_counter()
+    for _ in range(ctx.jobs):
+        raw.send_command("LPUSH", KEY, VALUE)
+        raw.read_response()
+    rtt_raw = ctx.jobs / (time.perf_counter() - started)
+    raw.disconnect()
+
     conn.delete(KEY)
     started = time.perf_counter()
     for n in chunks(ctx.jobs, 1000):
@@ -87,6 +100,7 @@ def ceiling(ctx: Ctx):
 
     results: dict[str, float | None] = {
         "ceiling_rtt_lpush": round(rtt, 1),
+        "ceiling_rtt_raw": round(rtt_raw, 1),
         "ceiling_pipelined_lpush": round(pipelined, 1),
     }
     results.update(_redis_benchmark(ctx.url, ctx))

@@ -103,6 +103,9 @@ CEILING_FIGURE = Figure(
     (
         Metric("ceiling_rtt_lpush", "ops/s", "higher", "redis-py, one LPUSH per round trip"),
         Metric(
+            "ceiling_rtt_raw", "ops/s", "higher", "one LPUSH per round trip on a bare Connection"
+        ),
+        Metric(
             "ceiling_pipelined_lpush", "ops/s", "higher", "redis-py, LPUSH pipelined 1000 at a time"
         ),
         Metric("redis_benchmark_lpush", "req/s", "higher", "redis-benchmark LPUSH, -P 1"),

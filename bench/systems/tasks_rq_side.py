@@ -159,7 +159,46 @@ def enqueue_one(ctx: Ctx):
     for _ in range(ctx.jobs):
         task.delay()
     elapsed = time.perf_counter() - started
+    _interleaved_ceiling(ctx, task)
     return {"enqueue_one": round(ctx.jobs / elapsed, 1)}
+
+
+def _interleaved_ceiling(ctx: Ctx, task: Any, rounds: int = 9, per_round: int = 1000) -> None:
+    """Alternate rounds of ``delay()`` and of the Redis ceilings in this one process.
+
+    The single-client figures swing with whatever else the machine runs; rounds that
+    alternate within one process see the same conditions, so their ratio is steadier than
+    the ratio of figures measured a minute apart.
+    """
+    plain = ctx.redis()
+    raw = plain.connection_pool.make_connection()
+    value = b"x" * 100
+
+    def rate(call: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(per_round):
+            call()
+        return per_round / (time.perf_counter() - started)
+
+    def raw_lpush() -> None:
+        raw.send_command("LPUSH", "bench:ceiling", value)
+        raw.read_response()
+
+    of_redis_py, of_raw = [], []
+    for _ in range(rounds):
+        ours = rate(task.delay)
+        of_redis_py.append(ours / rate(lambda: plain.lpush("bench:ceiling", value)))
+        of_raw.append(ours / rate(raw_lpush))
+    raw.disconnect()
+    ctx.extra.update(
+        interleaved_of_redis_py_loop=round(statistics.median(of_redis_py), 3),
+        interleaved_of_raw_round_trip=round(statistics.median(of_raw), 3),
+    )
+    ctx.notes.append(
+        f"delay() vs the ceilings, {rounds} interleaved rounds of {per_round} (median): "
+        f"{statistics.median(of_redis_py):.0%} of a redis-py LPUSH loop, "
+        f"{statistics.median(of_raw):.0%} of LPUSH on a bare connection"
+    )
 
 
 def enqueue_batch(ctx: Ctx):
