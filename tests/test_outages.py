@@ -15,7 +15,7 @@ import redis
 
 import jobs
 from conftest import Processes, RedisServer, wait_for
-from faults import Watched, starts
+from faults import CuttingProxy, Watched, starts
 from tasks_rq import JobStatus, connection, keys
 from tasks_rq import queue as queue_module
 
@@ -45,6 +45,21 @@ def client(server: RedisServer) -> Iterator[redis.Redis]:
     made = connection.connect(server.url)
     yield made
     made.close()
+
+
+@pytest.fixture()
+def proxy(server: RedisServer) -> Iterator[CuttingProxy]:
+    made = CuttingProxy(server.port)
+    yield made
+    made.close()
+
+
+@pytest.fixture()
+def proxied(proxy: CuttingProxy) -> Iterator[Processes]:
+    """Processes that reach Redis through ``proxy``."""
+    made = Processes(proxy.url)
+    yield made
+    made.stop_all()
 
 
 def start_worker(processes: Processes, *args: str) -> Watched:
@@ -144,3 +159,33 @@ def test_job_result_waits_through_a_redis_restart(
     waiter.join(timeout=30)
     assert results == [42]
     assert job.status is JobStatus.FINISHED
+
+
+def test_claim_whose_reply_was_lost_is_given_back_without_counting_a_recovery(
+    proxy: CuttingProxy, proxied: Processes, client: redis.Redis
+) -> None:
+    worker = start_worker(proxied, "--name", "lossy")
+    proxy.lose_reply_containing("lost-claim")
+
+    job = jobs.add.options(job_id="lost-claim").delay(1, 2)
+
+    assert job.result(timeout=15) == 3
+    assert proxy.cuts == 1
+    assert worker.count("gave back 1 job(s) of default claimed by a call whose reply was lost")
+    assert client.hget(job.key, "recoveries") is None
+    assert client.hget(job.key, "claims") == "2"  # claimed, reply lost, given back, claimed
+
+
+def test_finish_whose_reply_was_lost_is_recorded_once_and_not_called_a_lost_lease(
+    proxy: CuttingProxy, proxied: Processes, client: redis.Redis
+) -> None:
+    worker = start_worker(proxied)
+    proxy.lose_reply_containing("finished")
+
+    job = jobs.add.delay(2, 2)
+
+    assert job.result(timeout=15) == 4
+    worker.wait_for_line("recorded by an earlier attempt whose reply was lost")
+    assert proxy.cuts == 1
+    assert worker.count("lease lost") == 0
+    assert job.runs == 1
