@@ -75,8 +75,8 @@ def _import_modules(modules: tuple[str, ...]) -> None:
 
 
 def _connect_or_fail() -> redis.Redis:
-    client = connection.get_client()
     try:
+        client = connection.get_client()  # a cluster client connects as it is made
         connection.check_version(client)
     except redis.ConnectionError as exc:
         raise connection.unavailable(exc) from None

@@ -4,6 +4,20 @@ Resolution order: ``configure(url=...)`` (the CLI's ``--url`` calls it), then th
 ``TASKS_RQ_URL`` environment variable, then the embedded server of the current folder.
 URLs are redis-py's: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS,
 ``unix:///path/to.sock?db=0``. Passwords are never logged: use ``redact(url)`` to show one.
+
+Scale-out deployments (see ``tasks_rq.topology`` and docs/scale-out.md):
+
+- Redis Cluster: ``redis+cluster://[[user]:password@]host:port[,host:port...]/`` (seed
+  nodes), or ``configure(cluster=ClusterSettings(["10.0.0.1:6379", ...], password=...))``.
+  Every key of a queue carries the queue's hash tag, so each script touches one slot.
+- Sentinel: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service/db``
+  (sentinel addresses; ``?sentinel_password=...`` if the sentinels need one), or
+  ``configure(sentinel=SentinelSettings([...], "service", db=0, password=...))``. Each new
+  connection asks the sentinels for the current primary; a connection to a primary that
+  was demoted or died fails, and the caller's backoff reconnects to the new one.
+
+Both keep this module's settings: decoded replies, the timeouts below, no automatic retry.
+A configured deployment is kept as its URL, which ``url_of`` hands to child processes.
 """
 
 from __future__ import annotations
@@ -12,14 +26,14 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tasks_rq import server
+from tasks_rq import server, topology
 from tasks_rq.errors import ConnectionUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -45,19 +59,40 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {"url": None, "client": None, "pid": None}
 
 
-def configure(url: str | None = None, *, client: redis.Redis | None = None) -> None:
-    """Set the Redis server this process uses.
+def configure(
+    url: str | None = None,
+    *,
+    client: redis.Redis | None = None,
+    cluster: topology.ClusterSettings | None = None,
+    sentinel: topology.SentinelSettings | None = None,
+) -> None:
+    """Set the Redis server (or scale-out deployment) this process uses.
 
     Args:
-        url: a Redis URL (``redis://``, ``rediss://``, ``unix://``).
+        url: a Redis URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
+            ``redis+sentinel://``).
         client: a ready redis-py client instead of a URL (``decode_responses=True``).
+        cluster: the seed nodes and credentials of a Redis Cluster, instead of a URL.
+        sentinel: the sentinels, service name, db and credentials of a Sentinel-guarded
+            primary, instead of a URL.
+
+    Raises:
+        ValueError: more than one of ``url``, ``cluster`` and ``sentinel`` was given.
     """
+    given = [setting for setting in (url, cluster, sentinel) if setting is not None]
+    if len(given) > 1:
+        raise ValueError("give at most one of url, cluster and sentinel")
+    for settings in (cluster, sentinel):
+        if settings is not None:
+            url = settings.url()
     with _lock:
         _state.update(url=url, client=client, pid=os.getpid())
 
 
 def redact(url: str) -> str:
     """Return ``url`` with its password replaced by ``***``."""
+    if topology.is_scale_out(url):
+        return topology.redact(url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -84,22 +119,26 @@ def connect(url: str) -> redis.Redis:
     again. Replies wait at most ``SOCKET_TIMEOUT_S``, so a stalled or vanished server is
     noticed in seconds; TCP keepalive probes find a dead peer on idle connections.
 
+    A ``redis+cluster://`` URL gets a ``RedisCluster`` (typed as ``redis.Redis``: it
+    answers every command the library sends), a ``redis+sentinel://`` URL a client whose
+    connections go to the primary the sentinels name when they connect.
+
     Raises:
         ValueError: the URL is not a Redis URL.
     """
-    tcp: dict[str, Any] = {}
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": HEALTH_CHECK_S,
+    }
     if not url.startswith("unix:"):  # unix sockets take no keepalive settings
-        tcp = {"socket_keepalive": True, "socket_keepalive_options": _keepalive_options()}
+        options.update(socket_keepalive=True, socket_keepalive_options=_keepalive_options())
     try:
-        return redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=HEALTH_CHECK_S,
-            **tcp,
-        )
+        if topology.is_scale_out(url):
+            return cast(redis.Redis, topology.connect(topology.parse(url), options))
+        return redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise ValueError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
 
@@ -146,6 +185,9 @@ def url_of(client: redis.Redis) -> str:
     """Return a URL that reaches the same server as ``client`` (for child processes)."""
     if _state["client"] is client and _state["url"]:
         return str(_state["url"])
+    settings = topology.settings_of(client)
+    if settings is not None:
+        return settings.url()
     params = client.connection_pool.connection_kwargs
     db = params.get("db", 0)
     if params.get("path"):

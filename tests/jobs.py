@@ -8,11 +8,24 @@ from typing import Any
 
 import redis
 
-from tasks_rq import task
+from tasks_rq import connection, task, topology
+
+
+_scale_out_clients: dict[int, Any] = {}
+
+
+def _redis(**options: Any) -> Any:
+    """Return a client for TASKS_RQ_URL, which may name a Redis Cluster or a Sentinel set."""
+    url = os.environ["TASKS_RQ_URL"]
+    if not topology.is_scale_out(url):
+        return redis.Redis.from_url(url, **options)
+    if os.getpid() not in _scale_out_clients:  # one per process: it learns the topology once
+        _scale_out_clients[os.getpid()] = connection.connect(url)
+    return _scale_out_clients[os.getpid()]
 
 
 def _log(name: str, value: object) -> None:
-    client = redis.Redis.from_url(os.environ["TASKS_RQ_URL"])
+    client = _redis()
     client.rpush(f"test:log:{name}", f"{value}")
 
 
@@ -53,7 +66,7 @@ def record_then_fail(name: str) -> None:
 @task
 def flaky(name: str, failures: int) -> str:
     """Fail the first ``failures`` calls for ``name``, then succeed."""
-    client = redis.Redis.from_url(os.environ["TASKS_RQ_URL"])
+    client = _redis()
     count = client.incr(f"test:flaky:{name}")
     _log(name, repr(time.time()))
     if count <= failures:
@@ -125,7 +138,7 @@ def count_run(name: str) -> float:
     """Add one to field <name> of the hash test:runs; return the start time."""
     now = time.time()
     if not _counter_client:
-        _counter_client.append(redis.Redis.from_url(os.environ["TASKS_RQ_URL"]))
+        _counter_client.append(_redis())
     _counter_client[0].hincrby("test:runs", name, 1)
     return now
 
@@ -158,9 +171,7 @@ def chaos_step(job_id: str, queue: str, seconds: float) -> str:
     from tasks_rq import keys
 
     started_at = time.time()
-    client = redis.Redis.from_url(
-        os.environ["TASKS_RQ_URL"], socket_timeout=5, decode_responses=True
-    )
+    client = _redis(socket_timeout=5, decode_responses=True)
     runs, recoveries, due = _patiently(
         lambda: client.hmget(keys.for_queue(queue).job(job_id), ["runs", "recoveries", "due"])
     )
@@ -190,7 +201,7 @@ def _patiently(call: Any) -> Any:
 @task
 def fail_odd_calls(name: str) -> int:
     """Fail calls 1, 3, 5, ... for ``name`` and succeed on the others; log each start."""
-    client = redis.Redis.from_url(os.environ["TASKS_RQ_URL"])
+    client = _redis()
     count = int(client.incr(f"test:odd:{name}"))
     _log(name, repr(time.time()))
     if count % 2:

@@ -1,0 +1,254 @@
+"""Scale-out deployments for the tests: a 3-master Redis Cluster and a Sentinel set.
+
+Both run real ``redis-server`` processes on free loopback ports, in a temporary folder, and
+are torn down by ``stop()``. The cluster is built by hand (``CLUSTER ADDSLOTSRANGE`` and
+``CLUSTER MEET``), which is faster than ``redis-cli --cluster create`` and its one-second
+waits. The Sentinel set is one primary, one replica and three sentinels with short timeouts,
+so that a failover completes in a second or two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import wait_for
+
+SLOTS = 16384
+CLUSTER_SIZE = 3
+SENTINEL_COUNT = 3
+SERVICE_NAME = "trq-primary"
+DOWN_AFTER_MS = 1000
+"""How long the sentinels wait for a silent primary before they call it down."""
+
+
+def _binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found is None:
+        pytest.exit("redis-server is not installed (apt-get install redis-server)", 2)
+    return found
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, *, with_bus: bool = False) -> list[int]:
+    """Return ``count`` free loopback ports (and, ``with_bus``, each one's port + 10000)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port in ports or (with_bus and (port > 55535 or not _is_free(port + 10000))):
+            continue
+        ports.append(port)
+    return ports
+
+
+def _ping(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class Node:
+    """One ``redis-server`` process (a data node or a sentinel)."""
+
+    def __init__(self, folder: Path, port: int, args: list[str]) -> None:
+        self.folder = folder
+        self.port = port
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [_binary(), *self.args],
+            cwd=self.folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True, **options)  # type: ignore[arg-type]
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no goodbye to anyone)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _data_args(port: int) -> list[str]:
+    return [
+        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--daemonize", "no", "--dir", ".", "--repl-diskless-sync", "yes",
+        "--repl-diskless-sync-delay", "0",
+    ]  # fmt: skip
+
+
+class Cluster:
+    """A Redis Cluster of three masters (no replicas) on loopback.
+
+    Attributes:
+        nodes: the masters, each serving a third of the slots.
+        url: the ``redis+cluster://`` URL that names all three as seed nodes.
+        startup_s: how long ``start()`` took, until every node reported ``cluster_state:ok``.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        ports = free_ports(CLUSTER_SIZE, with_bus=True)
+        self.nodes = [
+            Node(
+                folder / f"node-{port}",
+                port,
+                [*_data_args(port), "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                 "--cluster-config-file", "nodes.conf"],
+            )  # fmt: skip
+            for port in ports
+        ]
+        seeds = ",".join(f"127.0.0.1:{port}" for port in ports)
+        self.url = f"redis+cluster://{seeds}/"
+        self.startup_s = 0.0
+
+    def start(self) -> None:
+        began = time.monotonic()
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            wait_for(lambda node=node: _ping(node.port), 10, f"cluster node {node.port}")
+        share = SLOTS // len(self.nodes)
+        for index, node in enumerate(self.nodes):
+            last = SLOTS - 1 if index == len(self.nodes) - 1 else (index + 1) * share - 1
+            node.client().execute_command("CLUSTER ADDSLOTSRANGE", index * share, last)
+        first = self.nodes[0].client()
+        for node in self.nodes[1:]:
+            first.execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+        wait_for(self.is_ok, 15, "cluster_state:ok on every node", interval=0.05)
+        self.startup_s = time.monotonic() - began
+
+    def is_ok(self) -> bool:
+        for node in self.nodes:
+            try:
+                info = node.client().cluster("INFO")
+            except redis.RedisError:
+                return False
+            if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) != 3:
+                return False
+        return True
+
+    def flush(self) -> None:
+        """Delete every key on every master and forget every loaded script."""
+        for node in self.nodes:
+            client = node.client()
+            client.flushall()
+            client.script_flush()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class SentinelSet:
+    """One primary, one replica and three sentinels watching them, on loopback.
+
+    Attributes:
+        data: the two data nodes; ``data[0]`` starts as the primary.
+        sentinels: the sentinel processes.
+        url: the ``redis+sentinel://`` URL naming the sentinels and the service.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        data_ports = free_ports(2)
+        primary = data_ports[0]
+        self.data = [
+            Node(folder / "primary", primary, _data_args(primary)),
+            Node(
+                folder / "replica",
+                data_ports[1],
+                [*_data_args(data_ports[1]), "--replicaof", "127.0.0.1", str(primary)],
+            ),
+        ]
+        sentinel_ports = free_ports(SENTINEL_COUNT)
+        self.sentinels = [
+            Node(folder / f"sentinel-{port}", port, ["sentinel.conf", "--sentinel"])
+            for port in sentinel_ports
+        ]
+        addresses = ",".join(f"127.0.0.1:{port}" for port in sentinel_ports)
+        self.url = f"redis+sentinel://{addresses}/{SERVICE_NAME}/0"
+        self.startup_s = 0.0
+
+    def _write_sentinel_config(self, node: Node) -> None:
+        primary = self.data[0].port
+        node.folder.mkdir(parents=True, exist_ok=True)
+        (node.folder / "sentinel.conf").write_text(
+            f"port {node.port}\n"
+            "bind 127.0.0.1\n"
+            "daemonize no\n"
+            f"dir {node.folder}\n"
+            f"sentinel monitor {SERVICE_NAME} 127.0.0.1 {primary} 2\n"
+            f"sentinel down-after-milliseconds {SERVICE_NAME} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {SERVICE_NAME} 10000\n"
+            f"sentinel parallel-syncs {SERVICE_NAME} 1\n"
+        )
+
+    def start(self) -> None:
+        began = time.monotonic()
+        for node in self.data:
+            node.start()
+        for node in self.sentinels:
+            self._write_sentinel_config(node)
+            node.start()
+        for node in [*self.data, *self.sentinels]:
+            wait_for(lambda node=node: _ping(node.port), 10, f"node {node.port} to answer")
+        wait_for(self._is_ready, 15, "the replica to sync and sentinels to see it", interval=0.05)
+        self.startup_s = time.monotonic() - began
+
+    def _is_ready(self) -> bool:
+        try:
+            link = self.data[1].client().info("replication").get("master_link_status")
+            if link != "up":
+                return False
+            for node in self.sentinels:
+                master = node.client().sentinel_master(SERVICE_NAME)
+                if int(master.get("num-slaves", 0)) < 1 or int(master.get("num-other-sentinels", 0)) < 2:
+                    return False
+        except redis.RedisError:
+            return False
+        return True
+
+    def primary_port(self) -> int:
+        """Return the port of the primary the sentinels name now."""
+        host, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE_NAME)
+        return int(port)
+
+    def node_on(self, port: int) -> Node:
+        return next(node for node in self.data if node.port == port)
+
+    def stop(self) -> None:
+        for node in [*self.sentinels, *self.data]:
+            with contextlib.suppress(Exception):
+                node.stop()
