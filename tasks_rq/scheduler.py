@@ -117,11 +117,12 @@ class Scheduler:
         try:
             pubsub.subscribe(*[keys.wake_channel(name) for name in self.queues])
             while not should_stop():
-                message = self._wait(pubsub, self.pass_once(), should_stop)
+                timeout_s = self.pass_once()
                 if self._down_since is not None:
                     down_s = time.monotonic() - self._down_since
                     logger.warning("scheduler %s: Redis back after %.1f s", self.token, down_s)
                     self._down_since = None
+                message = self._wait(pubsub, timeout_s, should_stop)
                 if message == "released":
                     self._next_lock_round = 0.0
         finally:
