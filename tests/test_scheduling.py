@@ -199,7 +199,7 @@ ENQUEUE_IN_SHANGHAI = """
 import datetime as dt, time
 import jobs
 base = time.time()
-job = jobs.record.at(dt.datetime.now() + dt.timedelta(seconds=3), "shanghai")
+job = jobs.record.at(dt.datetime.now() + dt.timedelta(seconds=2), "shanghai")
 print(job.id, base)
 """
 
@@ -222,7 +222,7 @@ def test_naive_time_in_a_non_utc_zone_runs_after_the_delay_not_hours_off(
     job_id, base = done.stdout.split()
     job = Job(job_id, "default")
     due = due_of(client, job)
-    assert 2.95 <= due - float(base) <= 3.05
+    assert 1.95 <= due - float(base) <= 2.05  # not hours off, either way
     started = job.result(timeout=10)
     assert 0 <= started - due <= LATE_S
 
@@ -284,7 +284,7 @@ def test_scheduler_child_killed_alone_is_restarted_and_jobs_still_run(
     # CASES #3: the worker lived on while its scheduler was dead; nothing was promoted.
     worker = start_scheduling_worker(processes)
     token = wait_for_holder(client)
-    job = jobs.record.after(5, "after-kill")
+    job = jobs.record.after(3, "after-kill")  # only the restarted scheduler can promote it
     os.kill(pid_of(token), signal.SIGKILL)
     started = job.result(timeout=15)
     assert job.scheduled_for is not None and started >= job.scheduled_for.timestamp()
