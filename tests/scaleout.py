@@ -110,6 +110,11 @@ def _data_args(port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _cluster_args(port: int) -> list[str]:
+    cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    return [*_data_args(port), *cluster, "--cluster-node-timeout", "2000"]
+
+
 class Cluster:
     """A Redis Cluster of three masters (no replicas) on loopback.
 
@@ -121,15 +126,7 @@ class Cluster:
 
     def __init__(self, folder: Path) -> None:
         ports = free_ports(CLUSTER_SIZE, with_bus=True)
-        self.nodes = [
-            Node(
-                folder / f"node-{port}",
-                port,
-                [*_data_args(port), "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                 "--cluster-config-file", "nodes.conf"],
-            )  # fmt: skip
-            for port in ports
-        ]
+        self.nodes = [Node(folder / f"node-{port}", port, _cluster_args(port)) for port in ports]
         seeds = ",".join(f"127.0.0.1:{port}" for port in ports)
         self.url = f"redis+cluster://{seeds}/"
         self.startup_s = 0.0
@@ -233,8 +230,8 @@ class SentinelSet:
             if link != "up":
                 return False
             for node in self.sentinels:
-                master = node.client().sentinel_master(SERVICE_NAME)
-                if int(master.get("num-slaves", 0)) < 1 or int(master.get("num-other-sentinels", 0)) < 2:
+                seen = node.client().sentinel_master(SERVICE_NAME)
+                if int(seen["num-slaves"]) < 1 or int(seen["num-other-sentinels"]) < 2:
                     return False
         except redis.RedisError:
             return False
@@ -242,7 +239,7 @@ class SentinelSet:
 
     def primary_port(self) -> int:
         """Return the port of the primary the sentinels name now."""
-        host, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE_NAME)
+        _, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE_NAME)
         return int(port)
 
     def node_on(self, port: int) -> Node:

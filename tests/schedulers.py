@@ -7,6 +7,7 @@ import threading
 
 import redis
 from conftest import Processes, wait_for
+from redis.cluster import RedisCluster
 
 from tasks_rq import keys
 
@@ -31,7 +32,10 @@ def pid_of(token: str) -> int:
 
 
 def subscribers(client: redis.Redis, queue: str = "default") -> int:
-    """Return how many connections listen on ``queue``'s wake channel."""
+    """Return how many connections listen on ``queue``'s wake channel (on any cluster node)."""
+    if isinstance(client, RedisCluster):  # each node counts only its own subscribers
+        every_node = {"target_nodes": RedisCluster.ALL_NODES}
+        return int(client.pubsub_numsub(keys.wake_channel(queue), **every_node)[0][1])
     return int(client.pubsub_numsub(keys.wake_channel(queue))[0][1])
 
 
