@@ -229,7 +229,14 @@ def tree_memory_mb(root: int) -> dict[str, float]:
 class Child:
     """A subprocess in its own session whose whole tree is ended on stop()."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None, label: str = "child"):
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        label: str = "child",
+        cpus: set[int] | None = None,
+    ):
+        """Start ``argv``; ``cpus``: run it on these CPUs instead of the caller's."""
         self.label = label
         # Kept open for the child's whole life and removed in stop().
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
@@ -244,6 +251,7 @@ class Child:
             stderr=subprocess.STDOUT,
             env=full_env,
             start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
 
     @property

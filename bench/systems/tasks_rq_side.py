@@ -86,14 +86,17 @@ def _configure(ctx: Ctx) -> Any:
     return get_client()
 
 
-def _cli(ctx: Ctx, *args: str, label: str) -> Child:
+def _cli(ctx: Ctx, *args: str, label: str, cpus: set[int] | None = None) -> Child:
     """Start ``tasks-rq ARGS`` (warnings only) as a child in its own session."""
     argv = [sys.executable, "-m", "tasks_rq.cli", "--url", ctx.url, "-q", *args]
-    return Child(argv, label=label)
+    return Child(argv, label=label, cpus=cpus)
 
 
-def _worker(ctx: Ctx, queue: str, *args: str, label: str = "tasks_rq-worker") -> Child:
-    return _cli(ctx, "worker", queue, "--import", "tasks_rq_tasks", *args, label=label)
+def _worker(
+    ctx: Ctx, queue: str, *args: str, label: str = "tasks_rq-worker", cpus: set[int] | None = None
+) -> Child:
+    argv = ["worker", queue, "--import", "tasks_rq_tasks", *args]
+    return _cli(ctx, *argv, label=label, cpus=cpus)
 
 
 def _bulk(queue: str, count: int, due: float | None = None) -> None:
@@ -221,7 +224,9 @@ def enqueue_batch(ctx: Ctx):
     return {"enqueue_batch": round(ctx.jobs / elapsed, 1)}
 
 
-def _drain(ctx: Ctx, queue: str, n_jobs: int, concurrency: int) -> float:
+def _drain(
+    ctx: Ctx, queue: str, n_jobs: int, concurrency: int, cpus: set[int] | None = None
+) -> float:
     from tasks_rq_tasks import mark
 
     conn = ctx.redis()
@@ -231,7 +236,7 @@ def _drain(ctx: Ctx, queue: str, n_jobs: int, concurrency: int) -> float:
     _bulk(queue, n_jobs)
     marker.delay(MARK_END)
     args = ("--burst", "--concurrency", str(concurrency))
-    with _worker(ctx, queue, *args, label=f"tasks_rq-c{concurrency}") as worker:
+    with _worker(ctx, queue, *args, label=f"tasks_rq-c{concurrency}", cpus=cpus) as worker:
         rate = timed_drain(conn, n_jobs, deadline_s=30 + n_jobs * 0.01, is_alive=worker.alive)
         worker.wait(10)
     return round(rate, 1)
@@ -244,11 +249,21 @@ def worker_noop(ctx: Ctx):
     many = _drain(ctx, f"bench_c{cores}", ctx.jobs, cores)
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     ctx.extra.update(worker_noop_jobs=ctx.jobs, cores_concurrency=cores, usable_cpus=affinity)
-    ctx.notes.append(
+    note = (
         f"tasks-rq worker --burst at concurrency 1 and {cores} (the CPU count); the worker "
-        f"may use {affinity} CPU(s) here (run.py pins redis-server to its own CPU). At "
-        "concurrency > 1 the markers bracket the no-ops to within a few jobs"
+        f"may use {affinity} CPU(s) here. At concurrency > 1 the markers bracket the no-ops "
+        "to within a few jobs"
     )
+    if affinity < cores:  # run.py pinned redis-server to a CPU of its own
+        every_cpu = set(range(cores))
+        free_one = _drain(ctx, "bench_free_c1", ctx.jobs, 1, every_cpu)
+        free_many = _drain(ctx, f"bench_free_c{cores}", ctx.jobs, cores, every_cpu)
+        ctx.extra.update(unpinned_c1=free_one, unpinned_cores=free_many)
+        note += (
+            f"; with the worker free to use every CPU (sharing redis-server's): "
+            f"{free_one:,.0f} jobs/s at concurrency 1, {free_many:,.0f} at {cores}"
+        )
+    ctx.notes.append(note)
     return {"worker_noop": one, "worker_noop_cores": many}
 
 
