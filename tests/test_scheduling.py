@@ -104,6 +104,22 @@ def test_past_time_is_stored_as_due_at_once(client: redis.Redis) -> None:
     assert due_of(client, job) < time.time()
 
 
+def test_scheduling_an_earlier_job_wakes_the_scheduler_and_a_later_one_does_not(
+    client: redis.Redis,
+) -> None:
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.wake_channel("default"))
+    try:
+        assert pubsub.get_message(timeout=1.0) is None  # reads the subscription's confirmation
+        woken = []
+        for delay_s in (60, 120, 30):
+            jobs.add.after(delay_s, 1, 2)
+            woken.append(pubsub.get_message(timeout=0.2) is not None)
+        assert woken == [True, False, True]
+    finally:
+        pubsub.close()
+
+
 class NoOffset(dt.tzinfo):
     def utcoffset(self, when: dt.datetime | None) -> None:
         return None
