@@ -40,6 +40,7 @@ LOCK_ROUND_S = 0.5
 MAINTENANCE_S = 1.0
 PROMOTE_BATCH = 1000
 RECOVER_BATCH = 100
+RECOVER_ROUNDS = 20
 MAX_RECOVERIES = 2
 BACKOFF_CAP_S = 2.0
 STALL_S = 2.0
@@ -239,24 +240,35 @@ class Scheduler:
         return now >= self._recover_after
 
     def recover(self, name: str, now: float | None = None) -> tuple[list[str], list[str]]:
-        """Requeue (or fail as abandoned) jobs of ``name`` whose lease expired."""
+        """Requeue (or fail as abandoned) jobs of ``name`` whose lease expired.
+
+        Returns:
+            The ids requeued and the ids failed as abandoned.
+        """
         names = keys.for_queue(name)
-        requeued, abandoned = self.scripts.recover(
-            keys=[names.started, names.queue, names.failed, names.job_prefix],
-            args=[
-                now or time.time(),
-                RECOVER_BATCH,
-                self.max_recoveries,
-                DEFAULT_FAILURE_TTL_S,
-                keys.wake_channel(name),
-                keys.done_channel(name, ""),
-            ],
-        )
+        requeued: list[str] = []
+        abandoned: list[str] = []
+        for _ in range(RECOVER_ROUNDS):  # a big worker's death is recovered in one pass
+            back, failed = self.scripts.recover(
+                keys=[names.started, names.queue, names.failed, names.job_prefix],
+                args=[
+                    now or time.time(),
+                    RECOVER_BATCH,
+                    self.max_recoveries,
+                    DEFAULT_FAILURE_TTL_S,
+                    keys.wake_channel(name),
+                    keys.done_channel(name, ""),
+                ],
+            )
+            requeued += back
+            abandoned += failed
+            if len(back) + len(failed) < RECOVER_BATCH:
+                break
         for job_id in requeued:
             logger.warning("job %s: its worker stopped renewing the lease; requeued", job_id)
         for job_id in abandoned:
             logger.warning("job %s: abandoned too often; failed", job_id)
-        return list(requeued), list(abandoned)
+        return requeued, abandoned
 
     def release_all(self) -> None:
         """Hand every owned lock over at once, waking other schedulers."""

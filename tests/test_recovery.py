@@ -92,6 +92,21 @@ def test_expired_lease_requeues_the_job_at_the_front_counting_a_recovery(
     assert job.retries_left == 1
 
 
+def test_every_expired_lease_of_a_big_worker_is_recovered_in_one_pass(
+    client: redis.Redis,
+) -> None:
+    jobs.add.map(range(250), range(250))
+    names = for_queue("default")
+    now = time.time()
+    scripts_for(client).claim(
+        keys=[names.queue, names.started, names.job_prefix], args=[now, now - 1, 250, "big/1"]
+    )
+
+    requeued, _ = Scheduler(["default"], client).recover("default")
+
+    assert len(requeued) == 250 and len(Queue("default")) == 250
+
+
 def test_job_recovered_too_often_fails_as_abandoned(client: redis.Redis) -> None:
     job = jobs.add.delay(1, 2)
     scheduler = Scheduler(["default"], client)
