@@ -96,7 +96,9 @@ _lines: dict[int, DirectLine] = {}
 def run_script(script: Script, keys: list[str], args: list[Any]) -> Any:
     """Run ``script`` with one EVALSHA, loading it first if the server lacks it."""
     client = script.registered_client
-    if type(client) is not redis.Redis:  # cluster and other clients: the ordinary path
+    # Cluster, Sentinel and other clients take the ordinary path: a Sentinel pool's
+    # connection asks for the current primary when it connects, a bare one would not.
+    if type(client) is not redis.Redis or type(client.connection_pool) is not redis.ConnectionPool:
         try:
             return client.evalsha(script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:

@@ -18,6 +18,8 @@ take); ``parse`` reads a URL into one and ``url()`` writes one back.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,10 @@ CLUSTER_SCHEME = "redis+cluster"
 SENTINEL_SCHEME = "redis+sentinel"
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
+PRIMARY_CHECK_S = 1.0
+"""How often a Sentinel client asks which server is the primary, at most."""
+
+logger = logging.getLogger(__name__)
 
 
 def _address(text: str, default_port: int, what: str) -> tuple[str, int]:
@@ -232,6 +238,34 @@ def _connect_cluster(settings: ClusterSettings, options: dict[str, Any]) -> Redi
         raise redis.ConnectionError(str(exc)) from exc
 
 
+class PrimaryWatchingPool(SentinelConnectionPool):
+    """A Sentinel connection pool that notices a failover within ``PRIMARY_CHECK_S``.
+
+    A plain Sentinel pool asks which server is the primary only when it opens a
+    connection, and long-lived connections stay on a primary the sentinels have replaced.
+    After a graceful failover the old primary keeps accepting writes until the sentinels
+    demote it (about 10 s later), and every write it took in between is lost. This pool asks
+    again when a connection is taken, at most once per ``PRIMARY_CHECK_S``, and closes its
+    idle connections to a former primary (in-use ones are closed as they come back). An
+    unreachable set of sentinels is not an error here: the connections keep their server.
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._next_check = 0.0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """Return a connection to the primary the sentinels name now."""
+        now = time.monotonic()
+        if now >= self._next_check and self.master_address is not None:
+            self._next_check = now + PRIMARY_CHECK_S
+            try:
+                self.get_master_address()  # type: ignore[no-untyped-call]
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.debug("sentinels of %s unreachable: %s", self.service_name, exc)
+        return super().get_connection(*args, **kwargs)
+
+
 def _connect_sentinel(settings: SentinelSettings, options: dict[str, Any]) -> redis.Redis:
     timeout_s = options.get("socket_connect_timeout")
     asking = {
@@ -246,6 +280,7 @@ def _connect_sentinel(settings: SentinelSettings, options: dict[str, Any]) -> re
     sentinel = Sentinel(addresses, sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
     primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         settings.service_name,
+        connection_pool_class=PrimaryWatchingPool,
         db=settings.db,
         username=settings.username,
         password=settings.password,
