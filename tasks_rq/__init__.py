@@ -30,12 +30,14 @@ from tasks_rq.queue import (
 )
 from tasks_rq.scheduler import Scheduler
 from tasks_rq.task import Task, task
+from tasks_rq.topology import ClusterSettings, SentinelSettings
 from tasks_rq.worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CanceledJobRegistry",
+    "ClusterSettings",
     "ConnectionUnavailableError",
     "DuplicateJobError",
     "FailedJobRegistry",
@@ -53,6 +55,7 @@ __all__ = [
     "RunRecord",
     "ScheduledJobRegistry",
     "Scheduler",
+    "SentinelSettings",
     "SerializationError",
     "StartedJobRegistry",
     "Task",
