@@ -28,6 +28,8 @@ from tasks_rq.options import (
 from tasks_rq.scripts import run_script
 
 _known_queues: set[tuple[int, str]] = set()
+JOB_ID_BYTES = 12
+"""Random bytes in a generated job id: 24 hex characters, 96 bits (no collision in practice)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class Queue:
         """
         client = self.connection
         now = time.time()
-        ids = [request.job_id or os.urandom(16).hex() for request in requests]
+        ids = [request.job_id or os.urandom(JOB_ID_BYTES).hex() for request in requests]
         argv: list[Any] = [_conflict_mode(requests), keys.wake_channel(self.name), len(requests)]
         for job_id, request in zip(ids, requests, strict=True):
             _append_job(argv, job_id, request, now)
