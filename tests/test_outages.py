@@ -133,11 +133,17 @@ def test_waker_and_scheduler_resubscribe_after_pubsub_connections_are_cut(
 ) -> None:
     start_worker(processes, "--with-scheduler")
     channel = keys.wake_channel("default")
-    subscribers = wait_for(lambda: dict(client.pubsub_numsub(channel))[channel] >= 2)
 
-    assert client.client_kill_filter(_type="pubsub") >= 2
-    wait_for(lambda: dict(client.pubsub_numsub(channel))[channel] == subscribers, timeout=10,
-             what="the waker and the scheduler to subscribe again")
+    def subscribers() -> set[str]:
+        if dict(client.pubsub_numsub(channel))[channel] != 2:
+            return set()
+        return {entry["id"] for entry in client.client_list(_type="pubsub")}
+
+    before = wait_for(subscribers, what="the waker and the scheduler to subscribe")
+
+    assert client.client_kill_filter(_type="pubsub") == 2
+    after = wait_for(lambda: subscribers() - before, timeout=10, what="new subscriptions")
+    assert len(after) == 2 and not after & before
 
     assert jobs.add.delay(1, 2).result(timeout=10) == 3
 
