@@ -80,7 +80,9 @@ def problem_of(fields: dict[str, str]) -> str | None:
     name = fields.get("serializer", "json")
     if name not in serializers.SERIALIZERS:
         known = ", ".join(sorted(serializers.SERIALIZERS))
-        return f"the stored job names an unknown serializer {name!r} (known: {known}); not run"
+        return (
+            f"the stored job names an unknown serializer {name!r} (known: {known}); it was not run"
+        )
     for check in (_check_integers, _check_timeout, _check_policies):
         found = check(fields)
         if found:
