@@ -30,7 +30,7 @@ import redis
 
 from tasks_rq import connection, keys
 from tasks_rq.job import scripts_for
-from tasks_rq.options import DEFAULT_FAILURE_TTL_S
+from tasks_rq.options import CANCELED_TTL_S, DEFAULT_FAILURE_TTL_S
 from tasks_rq.waker import wait_for_message
 
 logger = logging.getLogger(__name__)
@@ -249,8 +249,8 @@ class Scheduler:
         requeued: list[str] = []
         abandoned: list[str] = []
         for _ in range(RECOVER_ROUNDS):  # a big worker's death is recovered in one pass
-            back, failed = self.scripts.recover(
-                keys=[names.started, names.queue, names.failed, names.job_prefix],
+            back, failed, ended_canceled = self.scripts.recover(
+                keys=[names.started, names.queue, names.failed, names.job_prefix, names.canceled],
                 args=[
                     now or time.time(),
                     RECOVER_BATCH,
@@ -258,11 +258,14 @@ class Scheduler:
                     DEFAULT_FAILURE_TTL_S,
                     keys.wake_channel(name),
                     keys.done_channel(name, ""),
+                    CANCELED_TTL_S,
                 ],
             )
             requeued += back
             abandoned += failed
-            if len(back) + len(failed) < RECOVER_BATCH:
+            for job_id in ended_canceled:
+                logger.info("job %s: its worker died after a cancel; canceled", job_id)
+            if len(back) + len(failed) + len(ended_canceled) < RECOVER_BATCH:
                 break
         for job_id in requeued:
             logger.warning("job %s: its worker stopped renewing the lease; requeued", job_id)

@@ -11,7 +11,7 @@ import redis
 import jobs
 from conftest import Processes, wait_for
 from faults import Watched, is_running, starts
-from tasks_rq import FailedJobRegistry, JobStatus, Queue, Scheduler
+from tasks_rq import CanceledJobRegistry, FailedJobRegistry, JobStatus, Queue, Repeat, Scheduler
 from tasks_rq.job import scripts_for
 from tasks_rq.keys import for_queue
 from tasks_rq.scheduler import LOCK_ROUND_S, LOCK_TTL_S, MAINTENANCE_S, MAX_RECOVERIES
@@ -132,3 +132,16 @@ def test_job_process_exits_when_its_worker_is_killed(
     worker.process.wait(timeout=10)
 
     wait_for(lambda: not is_running(child_pid), timeout=5, what="the job's process to exit")
+
+
+def test_job_canceled_while_its_worker_died_ends_canceled(client: redis.Redis) -> None:
+    job = jobs.add.options(repeat=Repeat(3, 0)).delay(1, 2)
+    names = for_queue("default")
+    client.rpop(names.queue)
+    client.zadd(names.started, {job.id: 0})  # a lease that expired long ago
+    client.hset(names.job(job.id), mapping={"status": "started", "cancel_requested": "1"})
+    requeued, abandoned = Scheduler(["default"], client).recover("default")
+    assert (requeued, abandoned) == ([], [])
+    assert job.status is JobStatus.CANCELED
+    assert job in CanceledJobRegistry("default")
+    assert job not in Queue("default")
