@@ -371,7 +371,7 @@ class Job(Generic[R]):
 
         names = keys.for_queue(self.queue)
         outcome = scripts_for(self.connection).cancel(
-            keys=[self.key, names.queue, names.scheduled, names.canceled],
+            keys=[self.key, names.queue, names.scheduled, names.canceled, names.history(self.id)],
             args=[self.id, time.time(), CANCELED_TTL_S, keys.done_channel(self.queue, self.id)],
         )
         if outcome == "missing":

@@ -5,6 +5,7 @@
 -- KEYS[2]  queue list
 -- KEYS[3]  scheduled registry
 -- KEYS[4]  canceled registry
+-- KEYS[5]  run history list of the job (expires with it)
 -- ARGV[1]  job id
 -- ARGV[2]  now (epoch seconds)
 -- ARGV[3]  TTL in seconds of the canceled job (-1: keep forever)
@@ -34,6 +35,7 @@ local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) + ttl, id)
   redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', KEYS[5], ttl)
 else
   redis.call('ZADD', KEYS[4], '+inf', id)
 end
