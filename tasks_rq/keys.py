@@ -18,8 +18,10 @@ transaction touches a single slot and the same code runs on Redis Cluster.
 | ``trq:{q}:job:<id>``         | hash   | result/failure TTL  | every move of the job              |
 | ``trq:{q}:runs:<id>``        | list   | as the job          | finish (latest runs, newest first) |
 
-Channels (pub/sub, not keys): ``trq:wake:<q>`` wakes idle workers and the scheduler of a
-queue; ``trq:done:<q>:<id>`` tells waiters of ``Job.result()`` that a job ended.
+Channels (pub/sub, not keys): ``trq:wake:{q}`` wakes idle workers and the scheduler of a
+queue; ``trq:done:{q}:<id>`` tells waiters of ``Job.result()`` that a job ended. They carry
+the queue's hash tag too: a cluster client subscribes on the node of the channel's slot, so
+waiting on a queue depends only on the node that holds that queue.
 """
 
 from __future__ import annotations
@@ -90,12 +92,12 @@ def worker_key(name: str) -> str:
 
 def done_channel(queue: str, job_id: str) -> str:
     """Return the channel told when a job of ``queue`` ends."""
-    return f"{PREFIX}:done:{queue}:{job_id}"
+    return f"{PREFIX}:done:{{{queue}}}:{job_id}"
 
 
 def wake_channel(queue: str) -> str:
     """Return the channel that wakes idle workers and the scheduler of ``queue``."""
-    return f"{PREFIX}:wake:{queue}"
+    return f"{PREFIX}:wake:{{{queue}}}"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterNode, ClusterPubSub, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
@@ -223,12 +223,50 @@ def connect(settings: Settings, options: dict[str, Any]) -> Any:
     return _connect_sentinel(settings, options)
 
 
+def _learn_layout_again(cluster: RedisCluster) -> None:
+    try:
+        cluster.nodes_manager.initialize()
+    except (RedisClusterException, redis.RedisError) as exc:
+        logger.debug("cluster layout not refreshed: %s", exc)
+
+
+class _RefreshingPubSub(ClusterPubSub):
+    """Cluster pub/sub whose connection errors make the client learn the slot layout again.
+
+    Commands refresh it by themselves after a connection error; pub/sub does not, so a
+    subscriber whose node died would dial that node again and again, even after a replica
+    took its slots over.
+    """
+
+    def execute_command(self, *args: Any) -> Any:
+        try:
+            return super().execute_command(*args)  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError):
+            _learn_layout_again(self.cluster)
+            raise
+
+    def get_message(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_message(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError):
+            _learn_layout_again(self.cluster)
+            raise
+
+
+class ClusterClient(RedisCluster):
+    """A ``RedisCluster`` whose pub/sub objects recover from the loss of their node."""
+
+    def pubsub(self, node: Any = None, host: Any = None, port: Any = None, **kwargs: Any) -> Any:
+        """Return a pub/sub object on the node that serves the first channel's slot."""
+        return _RefreshingPubSub(self, node=node, host=host, port=port, **kwargs)
+
+
 def _connect_cluster(settings: ClusterSettings, options: dict[str, Any]) -> RedisCluster:
     addresses = [_address(text, DEFAULT_PORT, "cluster node") for text in settings.nodes]
     nodes = [ClusterNode(host, port) for host, port in addresses]  # type: ignore[no-untyped-call]
     given = {name: value for name, value in options.items() if name != "health_check_interval"}
     try:
-        return RedisCluster(
+        return ClusterClient(
             startup_nodes=nodes,
             username=settings.username,
             password=settings.password,

@@ -116,46 +116,78 @@ def _cluster_args(port: int) -> list[str]:
 
 
 class Cluster:
-    """A Redis Cluster of three masters (no replicas) on loopback.
+    """A Redis Cluster of three masters on loopback, each with a replica if asked.
 
     Attributes:
         nodes: the masters, each serving a third of the slots.
-        url: the ``redis+cluster://`` URL that names all three as seed nodes.
-        startup_s: how long ``start()`` took, until every node reported ``cluster_state:ok``.
+        replicas: one replica per master (in the same order), or none.
+        url: the ``redis+cluster://`` URL that names the masters as seed nodes.
+        startup_s: how long ``start()`` took, until every node reported ``cluster_state:ok``
+            (and, with replicas, until each replica had synced).
     """
 
-    def __init__(self, folder: Path) -> None:
-        ports = free_ports(CLUSTER_SIZE, with_bus=True)
-        self.nodes = [Node(folder / f"node-{port}", port, _cluster_args(port)) for port in ports]
-        seeds = ",".join(f"127.0.0.1:{port}" for port in ports)
+    def __init__(self, folder: Path, *, with_replicas: bool = False) -> None:
+        ports = free_ports(CLUSTER_SIZE * (2 if with_replicas else 1), with_bus=True)
+        made = [Node(folder / f"node-{port}", port, _cluster_args(port)) for port in ports]
+        self.nodes, self.replicas = made[:CLUSTER_SIZE], made[CLUSTER_SIZE:]
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
         self.url = f"redis+cluster://{seeds}/"
         self.startup_s = 0.0
 
     def start(self) -> None:
         began = time.monotonic()
-        for node in self.nodes:
+        every = [*self.nodes, *self.replicas]
+        for node in every:
             node.start()
-        for node in self.nodes:
+        for node in every:
             wait_for(lambda node=node: _ping(node.port), 10, f"cluster node {node.port}")
         share = SLOTS // len(self.nodes)
         for index, node in enumerate(self.nodes):
             last = SLOTS - 1 if index == len(self.nodes) - 1 else (index + 1) * share - 1
             node.client().execute_command("CLUSTER ADDSLOTSRANGE", index * share, last)
         first = self.nodes[0].client()
-        for node in self.nodes[1:]:
+        for node in every[1:]:
             first.execute_command("CLUSTER MEET", "127.0.0.1", node.port)
-        wait_for(self.is_ok, 15, "cluster_state:ok on every node", interval=0.05)
+        for master, replica in zip(self.nodes, self.replicas, strict=False):  # none, or one each
+            self._replicate(master, replica)
+        wait_for(self.is_ok, 20, "cluster_state:ok on every node", interval=0.05)
         self.startup_s = time.monotonic() - began
 
+    @staticmethod
+    def _replicate(master: Node, replica: Node) -> None:
+        master_id = master.client().execute_command("CLUSTER MYID")
+        wait_for(
+            lambda: master_id in str(replica.client().execute_command("CLUSTER NODES")),
+            10,
+            f"node {replica.port} to learn of its master",
+        )
+        replica.client().execute_command("CLUSTER REPLICATE", master_id)
+
     def is_ok(self) -> bool:
-        for node in self.nodes:
-            try:
+        every = [*self.nodes, *self.replicas]
+        try:
+            for node in every:
                 info = node.client().cluster("INFO")
-            except redis.RedisError:
-                return False
-            if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) != 3:
-                return False
+                if info.get("cluster_state") != "ok":
+                    return False
+                if int(info.get("cluster_known_nodes", 0)) != len(every):
+                    return False
+            for node in self.replicas:
+                if node.client().info("replication").get("master_link_status") != "up":
+                    return False
+        except redis.RedisError:
+            return False
         return True
+
+    def master_of(self, key: str) -> Node:
+        """Return the master node that serves ``key`` now."""
+        slot = redis.cluster.key_slot(key.encode())
+        every = [*self.nodes, *self.replicas]
+        alive = next(node for node in every if node.process and node.process.poll() is None)
+        for start, end, primary, *_ in alive.client().cluster("SLOTS"):
+            if start <= slot <= end:
+                return next(node for node in every if node.port == int(primary[1]))
+        raise LookupError(f"no node serves {key!r}")
 
     def flush(self) -> None:
         """Delete every key on every master and forget every loaded script."""
@@ -165,7 +197,7 @@ class Cluster:
             client.script_flush()
 
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             node.stop()
 
 
