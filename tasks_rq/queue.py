@@ -128,7 +128,11 @@ class Queue:
         try:
             self._remember(client)
             outcomes = run_script(scripts_for(client).enqueue, script_keys, argv)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (
+            redis.ConnectionError,
+            redis.TimeoutError,
+            redis.exceptions.ClusterDownError,
+        ) as exc:
             raise connection.unavailable(exc) from exc
         return self._jobs_from(ids, requests, outcomes)
 
