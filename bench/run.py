@@ -40,7 +40,7 @@ import spec  # noqa: E402  (stdlib-only contract shared with the side scripts)
 # counts of the throughput figures marked True.
 JOB_COUNTS: dict[str, tuple[int, int, bool]] = {
     "enqueue_one": (10_000, 3_000, True),
-    "enqueue_batch": (20_000, 10_000, True),
+    "enqueue_batch": (50_000, 10_000, True),
     "worker_noop": (10_000, 2_000, True),
     "lateness": (200, 200, False),
     "promote_100k": (spec.PROMOTE_TARGET, 10_000, False),
