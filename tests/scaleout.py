@@ -248,19 +248,25 @@ class SentinelSet:
         began = time.monotonic()
         for node in self.data:
             node.start()
+        wait_for(self._is_synced, 10, "the replica to sync", interval=0.01)
+        # Sentinels learn of replicas from the primary's INFO, read every 10 s: start them
+        # once the replica is connected, so that the first reading already names it.
         for node in self.sentinels:
             self._write_sentinel_config(node)
             node.start()
-        for node in [*self.data, *self.sentinels]:
-            wait_for(lambda node=node: _ping(node.port), 10, f"node {node.port} to answer")
-        wait_for(self._is_ready, 15, "the replica to sync and sentinels to see it", interval=0.05)
+        wait_for(
+            self._is_ready, 15, "the sentinels to see the replica and each other", interval=0.05
+        )
         self.startup_s = time.monotonic() - began
+
+    def _is_synced(self) -> bool:
+        try:
+            return self.data[1].client().info("replication").get("master_link_status") == "up"
+        except redis.RedisError:
+            return False
 
     def _is_ready(self) -> bool:
         try:
-            link = self.data[1].client().info("replication").get("master_link_status")
-            if link != "up":
-                return False
             for node in self.sentinels:
                 seen = node.client().sentinel_master(SERVICE_NAME)
                 if int(seen["num-slaves"]) < 1 or int(seen["num-other-sentinels"]) < 2:
