@@ -14,6 +14,12 @@ authenticate to the sentinels themselves, when they require it. Percent-encode r
 characters in names and passwords. ``ClusterSettings`` and ``SentinelSettings`` hold the
 same settings as objects (what ``configure(cluster=...)`` and ``configure(sentinel=...)``
 take); ``parse`` reads a URL into one and ``url()`` writes one back.
+
+Two small extensions of redis-py's clients keep long-lived processes on the right server:
+``ClusterClient`` learns the slot layout again when a pub/sub connection fails, and
+``PrimaryWatchingPool`` asks the sentinels which server is the primary once a second, so a
+graceful failover is noticed within about a second rather than when the old primary is
+demoted.
 """
 
 from __future__ import annotations
@@ -215,8 +221,12 @@ def redact(url: str) -> str:
 def connect(settings: Settings, options: dict[str, Any]) -> Any:
     """Return a client for ``settings``, built with the single-server ``options``.
 
-    A cluster gets a ``RedisCluster``; a sentinel set gets a ``redis.Redis`` whose
-    connections ask the sentinels for the current primary each time they (re)connect.
+    A cluster gets a ``ClusterClient`` (a ``RedisCluster``), which reads the slot layout
+    from a seed node at once; a sentinel set gets a ``redis.Redis`` on a
+    ``PrimaryWatchingPool``, which connects to the primary the sentinels name.
+
+    Raises:
+        redis.ConnectionError: no seed node of the cluster answered.
     """
     if isinstance(settings, ClusterSettings):
         return _connect_cluster(settings, options)
