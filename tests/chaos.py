@@ -40,10 +40,10 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-import redis  # noqa: E402
-
 import jobs  # noqa: E402
+import redis  # noqa: E402
 from conftest import RedisServer, worker_env  # noqa: E402
+
 from tasks_rq import ConnectionUnavailableError, connection, keys  # noqa: E402
 from tasks_rq import queue as queue_module  # noqa: E402
 from tasks_rq.scheduler import MAX_RECOVERIES  # noqa: E402
@@ -130,15 +130,31 @@ class Fleet:
     def start_worker(self) -> str:
         self.started += 1
         name = f"w{self.started}"
-        log = open(self.folder / f"{name}.log", "wb")
-        command = [sys.executable, "-m", "tasks_rq.cli", "worker", QUEUE, "--with-scheduler",
-                   "--lease", str(self.plan.lease_s), "-c", str(self.plan.concurrency),
-                   "--import", "jobs", "--name", name]
-        self.workers[name] = subprocess.Popen(
-            command, env=worker_env(self.url), stdout=log, stderr=subprocess.STDOUT,
-            cwd=str(TESTS_DIR), start_new_session=True,
-        )
-        log.close()
+        command = [
+            sys.executable,
+            "-m",
+            "tasks_rq.cli",
+            "worker",
+            QUEUE,
+            "--with-scheduler",
+            "--lease",
+            str(self.plan.lease_s),
+            "-c",
+            str(self.plan.concurrency),
+            "--import",
+            "jobs",
+            "--name",
+            name,
+        ]
+        with open(self.folder / f"{name}.log", "wb") as log:
+            self.workers[name] = subprocess.Popen(
+                command,
+                env=worker_env(self.url),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(TESTS_DIR),
+                start_new_session=True,
+            )
         return name
 
     def kill_worker(self, name: str) -> None:
@@ -382,12 +398,15 @@ class Chaos:
             "worker outages logged": "Redis unavailable",
             "tracebacks": "Traceback",
         }
-        return "worker logs: " + "; ".join(f"{text.count(mark)} {what}" for what, mark in seen.items())
+        return "worker logs: " + "; ".join(
+            f"{text.count(mark)} {what}" for what, mark in seen.items()
+        )
 
     def _check(self) -> dict[str, Any]:
         command = [sys.executable, "-m", "tasks_rq.cli", "check", QUEUE, "--json"]
-        done = subprocess.run(command, env=worker_env(self.server.url), capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            command, env=worker_env(self.server.url), capture_output=True, text=True, timeout=60
+        )
         try:
             return dict(json.loads(done.stdout))
         except json.JSONDecodeError:
@@ -439,8 +458,15 @@ class Verdict:
         self.failures += [f"job {spec.job_id} ({spec.kind}): {text}" for text in problems]
 
     def table(self, faults: Counter[str], check_report: dict[str, Any]) -> str:
-        columns = ["jobs", "starts", "re-runs", "finished", "failed", "early starts",
-                   "started twice"]
+        columns = [
+            "jobs",
+            "starts",
+            "re-runs",
+            "finished",
+            "failed",
+            "early starts",
+            "started twice",
+        ]
         lines = ["kind    " + "".join(f"{column:>15}" for column in columns)]
         total: Counter[str] = Counter()
         for kind, row in self.rows.items():
@@ -450,9 +476,11 @@ class Verdict:
         if self.lateness:
             ordered = sorted(self.lateness)
             p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            lines.append(f"start after due time (s): min {ordered[0]:.3f}, "
-                         f"p50 {statistics.median(ordered):.3f}, p99 {p99:.3f}, "
-                         f"max {ordered[-1]:.3f}")
+            lines.append(
+                f"start after due time (s): min {ordered[0]:.3f}, "
+                f"p50 {statistics.median(ordered):.3f}, p99 {p99:.3f}, "
+                f"max {ordered[-1]:.3f}"
+            )
         lines.append("faults: " + "; ".join(f"{n} x {what}" for what, n in sorted(faults.items())))
         problems = check_report.get("problem_counts", {})
         lines.append(f"tasks-rq check: {'clean' if check_report.get('clean') else problems}")
@@ -464,8 +492,9 @@ def _run_key(start: dict[str, Any]) -> tuple[int, int]:
     return (start["runs"], start["recoveries"])
 
 
-def run(plan: Plan, folder: Path, seed: int | None = None,
-        say: Callable[[str], None] = print) -> Outcome:
+def run(
+    plan: Plan, folder: Path, seed: int | None = None, say: Callable[[str], None] = print
+) -> Outcome:
     """Run one chaos run in ``folder``; return its outcome (``failures`` empty if it passed)."""
     seed = int(os.environ.get("TASKS_RQ_CHAOS_SEED") or seed or time.time_ns() % 10**6)
     say(f"chaos seed {seed} (rerun with TASKS_RQ_CHAOS_SEED={seed})")

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import redis
-
 from conftest import wait_for
+
 from tasks_rq import keys
 
 

@@ -26,11 +26,11 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-import redis  # noqa: E402
-
 import jobs  # noqa: E402
+import redis  # noqa: E402
 from conftest import Processes, RedisServer, wait_for  # noqa: E402
 from faults import Watched, lock_holder_pid, starts  # noqa: E402
+
 from tasks_rq import connection, keys  # noqa: E402
 from tasks_rq import queue as queue_module  # noqa: E402
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import jobs
 import pytest
 import redis
-
-import jobs
 from conftest import Processes, output_of
+
 from tasks_rq import FailedJobRegistry, connection
 from tasks_rq import queue as queue_module
 from tasks_rq.check import check
@@ -73,7 +73,9 @@ def aftermath(redis_url: str) -> Iterator[dict[str, Any]]:
     yield {
         "exit_code": worker.returncode,
         "output": output,
-        "jobs": {job_id: client.hgetall(names.job(job_id)) for job_id in [*BAD_JOBS, "claims-garbage"]},
+        "jobs": {
+            job_id: client.hgetall(names.job(job_id)) for job_id in [*BAD_JOBS, "claims-garbage"]
+        },
         "failed": set(FailedJobRegistry("default").get_job_ids()),
         "good": good.result(timeout=5),
         "not_a_hash": client.get(names.job("not-a-hash")),

@@ -1,14 +1,14 @@
-"""tasks-rq check: every job in exactly one place; deliberately corrupted data is found and fixed."""
+"""tasks-rq check: every job in exactly one place; corrupted data is found and repaired."""
 
 from __future__ import annotations
 
 import json
 import time
 
-import redis
-
 import jobs
+import redis
 from conftest import Processes
+
 from tasks_rq import JobStatus, Queue, ScheduledJobRegistry
 from tasks_rq.check import check
 from tasks_rq.job import scripts_for

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jobs
 import pytest
 import redis
-
-import jobs
 from conftest import Processes, RedisServer, wait_for
 from faults import CuttingProxy, Watched, starts
+
 from tasks_rq import JobStatus, connection, keys
 from tasks_rq import queue as queue_module
 

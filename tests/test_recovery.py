@@ -1,4 +1,4 @@
-"""Jobs of dead workers: leases expire, the lock holder requeues them, or fails them as abandoned."""
+"""Jobs of dead workers: leases expire; the lock holder requeues them or fails them as abandoned."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import os
 import signal
 import time
 
-import redis
-
 import jobs
+import redis
 from conftest import Processes, wait_for
 from faults import Watched, is_running, starts
+
 from tasks_rq import CanceledJobRegistry, FailedJobRegistry, JobStatus, Queue, Repeat, Scheduler
 from tasks_rq.job import scripts_for
 from tasks_rq.keys import for_queue

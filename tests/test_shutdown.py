@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import time
 
-import redis
-
 import jobs
+import redis
 from conftest import Processes, wait_for
 from faults import Watched, starts
+
 from tasks_rq import JobStatus, Queue, StartedJobRegistry
 
 
@@ -25,7 +25,7 @@ def test_two_shutdowns_during_a_job_spend_no_retry_and_it_completes_later(
     job = jobs.sleep_for.options(retry=1).delay(2.0, "deploys")
     for deploy in (1, 2):
         worker = start_worker(processes, "--shutdown-timeout", "0.3")
-        wait_for(lambda: starts(client, "deploys").count("start") == deploy, what="a start")
+        wait_for(lambda n=deploy: starts(client, "deploys").count("start") == n, what="a start")
         worker.kill_group(signal.SIGTERM)
         assert worker.wait_exit() == 0
         assert job.status is JobStatus.QUEUED
