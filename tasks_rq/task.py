@@ -92,6 +92,8 @@ class Task(Generic[P, R]):
         self.__wrapped__ = func
         self._signature = inspect.signature(func)
         self._parameter_names = list(self._signature.parameters)
+        self._positional_range = _plain_positional_range(self._signature)
+        self._queue: Queue | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.job_options.queue!r}>"
@@ -194,7 +196,9 @@ class Task(Generic[P, R]):
         return self._store([self._request(due, args, kwargs)])[0]
 
     def _store(self, requests: list[JobRequest]) -> list[Job[R]]:
-        return Queue(self.job_options.queue).enqueue(requests)
+        if self._queue is None:
+            self._queue = Queue(self.job_options.queue)
+        return self._queue.enqueue(requests)
 
     def _request(
         self, due: float | None, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -215,10 +219,23 @@ class Task(Generic[P, R]):
         )
 
     def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        span = self._positional_range
+        if span is not None and not kwargs and span[0] <= len(args) <= span[1]:
+            return  # the common case, checked without binding
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.name}(): {exc}") from None
+
+
+def _plain_positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
+    """Return (required, total) positional counts if every parameter is a plain one."""
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = list(signature.parameters.values())
+    if any(parameter.kind not in plain for parameter in parameters):
+        return None
+    required = sum(parameter.default is inspect.Parameter.empty for parameter in parameters)
+    return required, len(parameters)
 
 
 @overload
