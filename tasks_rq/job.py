@@ -70,14 +70,12 @@ class RunRecord:
     error: str | None
 
 
-_scripts_by_client: dict[int, Scripts] = {}
-
-
 def scripts_for(client: redis.Redis) -> Scripts:
     """Return the scripts registered on ``client`` (registered once per client)."""
-    found = _scripts_by_client.get(id(client))
-    if found is None:
-        found = _scripts_by_client[id(client)] = Scripts(client)
+    found: Scripts | None = getattr(client, "_tasks_rq_scripts", None)
+    if found is None:  # kept on the client itself: an id() could be reused by a later client
+        found = Scripts(client)
+        client._tasks_rq_scripts = found  # type: ignore[attr-defined]
     return found
 
 

@@ -62,10 +62,8 @@ class Queue:
 
     @property
     def connection(self) -> redis.Redis:
-        """Return the Redis client this queue uses."""
-        if self._client is None:
-            self._client = connection.get_client()
-        return self._client
+        """Return the Redis client this queue uses (the process's current one if none given)."""
+        return self._client if self._client is not None else connection.get_client()
 
     def __len__(self) -> int:
         return int(self.connection.llen(self.keys.queue))

@@ -70,7 +70,9 @@ class DirectLine(threading.local):
 
     Sending a command on it skips redis-py's per-call dispatch (pool checkout, retry
     wrapper, metrics), which costs more than the round trip itself on a local server. It is
-    dropped after a fork and reconnects after an error; nothing is ever retried here.
+    dropped after a fork and reconnects after an error; nothing is ever retried here. An
+    idle connection that the server closed (a restart, CLIENT KILL) is noticed before it is
+    used, so the first command after an outage does not fail for nothing.
     """
 
     connection: Any = None
@@ -82,6 +84,8 @@ class DirectLine(threading.local):
         if conn is None or self.pid != os.getpid():
             conn = self.connection = client.connection_pool.make_connection()
             self.pid = os.getpid()
+        elif getattr(conn, "_sock", None) is not None and _is_stale(conn):
+            conn.disconnect()  # closed by the server while idle (no reply is ever pending)
         try:
             conn.send_command(*command)
             return conn.read_response()
@@ -90,7 +94,11 @@ class DirectLine(threading.local):
             raise
 
 
-_lines: dict[int, DirectLine] = {}
+def _is_stale(conn: Any) -> bool:
+    try:
+        return bool(conn.can_read(timeout=0))
+    except (redis.ConnectionError, OSError):
+        return True
 
 
 def run_script(script: Script, keys: list[str], args: list[Any]) -> Any:
@@ -104,9 +112,10 @@ def run_script(script: Script, keys: list[str], args: list[Any]) -> Any:
         except redis.exceptions.NoScriptError:
             script.sha = str(client.script_load(script.script))
             return client.evalsha(script.sha, len(keys), *keys, *args)
-    line = _lines.get(id(client))
-    if line is None:
-        line = _lines[id(client)] = DirectLine()
+    line: DirectLine | None = getattr(client, "_tasks_rq_line", None)
+    if line is None:  # kept on the client itself: an id() could be reused by a later client
+        line = DirectLine()
+        client._tasks_rq_line = line  # type: ignore[attr-defined]
     try:
         return line.call(client, "EVALSHA", script.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:

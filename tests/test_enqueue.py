@@ -137,3 +137,14 @@ def test_cancel_of_an_ended_job_returns_false(client: redis.Redis) -> None:
     assert job.cancel() is True
     assert job.cancel() is False
     assert job.status is JobStatus.CANCELED
+
+
+def test_delay_works_right_after_the_server_closed_idle_connections(
+    client: redis.Redis,
+) -> None:
+    jobs.add.delay(1, 1)
+    killed = client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    job = jobs.add.delay(2, 2)
+    assert job.status is JobStatus.QUEUED
+    assert len(Queue("default")) == 2
