@@ -14,7 +14,6 @@ spending a retry.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -34,12 +33,7 @@ from tasks_rq import connection, keys
 from tasks_rq.claimed import ClaimedJob
 from tasks_rq.job import scripts_for
 from tasks_rq.lease import Leases
-from tasks_rq.options import (
-    DEFAULT_FAILURE_TTL_S,
-    DEFAULT_RESULT_TTL_S,
-    Retry,
-    gap_for,
-)
+from tasks_rq.outcomes import finish_calls, log_outcome
 from tasks_rq.pool import Child, Outcome, Pool
 from tasks_rq.queue import Queue
 from tasks_rq.scripts import run_pipeline
@@ -50,11 +44,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE_S = 15.0
 FAST_JOB_S = 0.005
 PREFETCH_PER_CHILD = 16
-HISTORY_LENGTH = 10
 BATCH_PER_CHILD = 8
 FLUSH_BATCH = 64
 FLUSH_DELAY_S = 0.02
-MAX_ERROR_IN_HISTORY = 2000
 BACKOFF_CAP_S = 2.0
 SWEEPS_AFTER_LOST_CLAIM = 2
 
@@ -410,7 +402,7 @@ class Worker:
 
     def _flush(self) -> bool:
         outcomes = self._pending
-        groups = self._finish_groups(outcomes)
+        groups = finish_calls(self._scripts, self.lease_holder, outcomes)
         try:
             replies = run_pipeline(self._scripts, [call for call, _ in groups])
         except connection.TRANSIENT_ERRORS:
@@ -427,7 +419,7 @@ class Worker:
                 continue
             if result == "stale" and self._is_flush_in_doubt and self._was_recorded(job, outcome):
                 result = "recorded by an earlier attempt whose reply was lost"
-            self._log_outcome(job, outcome, result)
+            log_outcome(job, outcome, result)
             self._held.pop(job.job_id, None)
             self.processed += 1
         self._is_flush_in_doubt = False
@@ -438,108 +430,6 @@ class Worker:
     def _was_recorded(self, job: ClaimedJob, outcome: Outcome) -> bool:
         ended_at = self.connection.hget(keys.for_queue(job.queue).job(job.job_id), "ended_at")
         return ended_at == repr(outcome.ended_at)
-
-    def _finish_groups(
-        self, outcomes: list[tuple[ClaimedJob, Outcome]]
-    ) -> list[tuple[Any, list[int]]]:
-        """Return one finish script call per queue, with the outcome indexes each covers."""
-        by_queue: dict[str, list[int]] = {}
-        for index, (job, _) in enumerate(outcomes):
-            by_queue.setdefault(job.queue, []).append(index)
-        groups = []
-        for queue, indexes in by_queue.items():
-            names = keys.for_queue(queue)
-            call_keys = [
-                names.started,
-                names.queue,
-                names.scheduled,
-                names.finished,
-                names.failed,
-                names.canceled,
-            ]
-            args: list[Any] = [
-                self.lease_holder,
-                keys.wake_channel(queue),
-                HISTORY_LENGTH,
-                keys.done_channel(queue, ""),
-                len(indexes),
-            ]
-            for index in indexes:
-                job, outcome = outcomes[index]
-                call_keys += [names.job(job.job_id), names.history(job.job_id)]
-                args += self._finish_args(job, outcome)
-            groups.append(((self._scripts.finish, call_keys, args), indexes))
-        return groups
-
-    def _finish_args(self, job: ClaimedJob, outcome: Outcome) -> list[Any]:
-        fields = job.fields
-        next_due, ttl = "", DEFAULT_FAILURE_TTL_S  # a malformed job: no retry, no repeat
-        if not job.problem:
-            next_due, ttl = self._next_run(fields, outcome)
-        record = ""
-        if "repeat" in fields or "retry" in fields:
-            record = json.dumps(
-                {
-                    "outcome": "ok" if outcome.is_success else "fail",
-                    "started_at": outcome.started_at,
-                    "ended_at": outcome.ended_at,
-                    "result" if outcome.is_success else "error": outcome.payload
-                    if outcome.is_success
-                    else outcome.payload[-MAX_ERROR_IN_HISTORY:],
-                }
-            )
-        return [
-            job.job_id,
-            job.claims,
-            outcome.ended_at,
-            "ok" if outcome.is_success else "fail",
-            outcome.payload,
-            next_due,
-            ttl,
-            record,
-        ]
-
-    @staticmethod
-    def _next_run(fields: dict[str, str], outcome: Outcome) -> tuple[str, int]:
-        if outcome.is_success:
-            ttl = int(fields.get("result_ttl") or DEFAULT_RESULT_TTL_S)
-            left = int(fields.get("repeats_left") or 0)
-            if left <= 0:
-                return "", ttl
-            spec = json.loads(fields["repeat"])
-            gap = gap_for(spec["interval"], int(spec["times"]) - left + 1)
-            return repr(outcome.ended_at + gap), ttl
-        ttl = int(fields.get("failure_ttl") or DEFAULT_FAILURE_TTL_S)
-        left = int(fields.get("retries_left") or 0)
-        if left <= 0:
-            return "", ttl
-        number = int(fields.get("retries") or left) - left + 1
-        return repr(outcome.ended_at + Retry.gap_from_json(fields["retry"], number)), ttl
-
-    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, result: Any) -> None:
-        took_ms = (outcome.ended_at - outcome.started_at) * 1000
-        task_name = job.fields.get("task")
-        if isinstance(result, Exception):
-            logger.error("job %s: could not record its outcome: %s", job.job_id, result)
-        elif result == "stale":
-            logger.warning(
-                "job %s: lease lost while running (recovered elsewhere); outcome dropped",
-                job.job_id,
-            )
-        elif outcome.is_success:
-            logger.info(
-                "job %s: %s finished in %.1f ms (%s)", job.job_id, task_name, took_ms, result
-            )
-        else:
-            last = outcome.payload.strip().splitlines()[-1] if outcome.payload.strip() else ""
-            logger.info(
-                "job %s: %s failed in %.1f ms (%s): %s",
-                job.job_id,
-                task_name,
-                took_ms,
-                result,
-                last,
-            )
 
     def _heartbeat(self) -> bool:
         now = time.time()
