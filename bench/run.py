@@ -390,6 +390,11 @@ def cell(result: dict | None, key: str) -> tuple[str, float | None]:
     return text, value
 
 
+# Rows whose tasks_rq side also measures its ratio to the ceiling in one process,
+# alternating rounds (steadier than two figures taken a minute apart).
+INTERLEAVED = {"enqueue_one": "interleaved_of_redis_py_loop"}
+
+
 def build_rows(
     results: dict[tuple[str, str], dict], systems: list[System], ceiling: dict | None
 ) -> list[dict]:
@@ -418,6 +423,8 @@ def build_rows(
             )
             ceil_key = ceiling_for.get(metric.key)
             row["ceiling"] = ceiling_metrics.get(ceil_key) if ceil_key else None
+            ours = results.get(("tasks_rq", figure.name), {})
+            row["of_ceiling"] = ours.get("extra", {}).get(INTERLEAVED.get(metric.key, ""))
             rows.append(row)
     if ceiling is not None:
         for metric in spec.CEILING_FIGURE.metrics:
@@ -458,7 +465,10 @@ def render(rows: list[dict], systems: list[System]) -> str:
             row.get("ceiling_text") or (fmt(row["ceiling"]) if row["ceiling"] is not None else "")
         )
         ours, limit = row["values"].get("tasks_rq"), row["ceiling"]
-        line.append(f"{ours / limit:.0%}" if ours is not None and limit else "")
+        if row.get("of_ceiling") is not None:
+            line.append(f"{row['of_ceiling']:.0%}i")
+        else:
+            line.append(f"{ours / limit:.0%}" if ours is not None and limit else "")
         table.append(line)
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     out = []
@@ -478,8 +488,56 @@ ratio: > 1 means tasks_rq is better. jobs/s and ops/s rows: tasks_rq / RQ.
   lateness rows: |RQ| / |tasks_rq| (closer to zero is better; negative = started early).
 ceiling: what Redis + redis-py do alone; on enqueue rows, the matching limit
   (one redis-py LPUSH per round trip / LPUSH pipelined 1000 at a time), and
-  "of ceiling" = tasks_rq / that limit.
+  "of ceiling" = tasks_rq / that limit; "i": measured interleaved instead, as the
+  median ratio of rounds of delay() alternating with the LPUSH loop in one process.
 n/i = not implemented for that system, ERR = failed (see --json), * = extrapolated."""
+
+
+def print_report(
+    rows: list[dict], results: dict[tuple[str, str], dict], systems: list[System], ceiling
+) -> None:
+    """Print the table, its legend and every side's notes."""
+    print()
+    print(render(rows, systems))
+    print()
+    print(LEGEND)
+    notes: list[str] = []
+    missing: dict[str, list[str]] = {}
+    for res in list(results.values()) + ([ceiling] if ceiling else []):
+        if res.get("status") == spec.NOT_IMPLEMENTED:
+            missing.setdefault(res["system"], []).append(res["figure"])
+            notes += [
+                f"  [{res['system']} {res['figure']}] {note}"
+                for note in res.get("notes", [])
+                if "has no '" not in note
+            ]
+            continue
+        for note in res.get("notes", []):
+            notes.append(f"  [{res['system']} {res['figure']}] {note}")
+        if res.get("status") == spec.ERROR:
+            notes.append(f"  [{res['system']} {res['figure']}] ERROR: {res.get('error')}")
+    for system, figures in missing.items():
+        notes.append(f"  [{system}] not implemented: {', '.join(figures)}")
+    if notes:
+        print("notes:")
+        print("\n".join(notes))
+
+
+def render_saved(path: str) -> int:
+    """Print the table of a run saved with --json (e.g. after changing the table code)."""
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    meta = doc["meta"]
+    systems = [s for s in SYSTEMS if meta.get("with_peers") or not s.peer]
+    results = {(r["system"], r["figure"]): r for r in doc["results"] if r["system"] != "redis"}
+    ceiling = next((r for r in doc["results"] if r["system"] == "redis"), None)
+    print_report(build_rows(results, systems, ceiling), results, systems, ceiling)
+    print(
+        f"run of {meta['when']}; redis {meta['redis_version']}; python {meta['python']}; "
+        f"{meta['cpus']} CPUs; {meta['pinning']}; 1-min load {meta['load_before']:.2f} "
+        f"before, {meta['load_after']:.2f} after; total time {meta['total_s']:.0f} s"
+    )
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -500,6 +558,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [*spec.FIGURE_NAMES, "ceiling"]
     p.add_argument("--only", help="comma-separated figures: " + ",".join(names))
     p.add_argument("--json", metavar="FILE", help="also write all results to FILE")
+    p.add_argument(
+        "--render", metavar="FILE", help="only print the table of a run saved with --json"
+    )
     p.add_argument(
         "--no-pin",
         action="store_true",
@@ -530,6 +591,8 @@ def job_count(figure: str, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render_saved(args.render)
     t_start = time.monotonic()
 
     def _stop(signum, frame):
@@ -573,30 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     rows = build_rows(results, systems, ceiling)
-    print()
-    print(render(rows, systems))
-    print()
-    print(LEGEND)
-    notes = []
-    missing: dict[str, list[str]] = {}
-    for res in list(results.values()) + ([ceiling] if ceiling else []):
-        if res.get("status") == spec.NOT_IMPLEMENTED:
-            missing.setdefault(res["system"], []).append(res["figure"])
-            notes += [
-                f"  [{res['system']} {res['figure']}] {note}"
-                for note in res.get("notes", [])
-                if "has no '" not in note
-            ]
-            continue
-        for note in res.get("notes", []):
-            notes.append(f"  [{res['system']} {res['figure']}] {note}")
-        if res.get("status") == spec.ERROR:
-            notes.append(f"  [{res['system']} {res['figure']}] ERROR: {res.get('error')}")
-    for system, figures in missing.items():
-        notes.append(f"  [{system}] not implemented: {', '.join(figures)}")
-    if notes:
-        print("notes:")
-        print("\n".join(notes))
+    print_report(rows, results, systems, ceiling)
     total = time.monotonic() - t_start
     print(
         f"total time {total:.0f} s; redis {server.version}; "
