@@ -117,6 +117,8 @@ def decode_arguments(assignment: Assignment) -> tuple[list[Any], dict[str, Any]]
             f"the job's stored arguments cannot be decoded with serializer "
             f"{assignment.serializer!r}: {type(exc).__name__}: {exc}"
         ) from exc
+    if isinstance(args, tuple):  # pickle keeps the tuple the arguments were sent as
+        args = list(args)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise SerializationError(
             "the job's stored arguments are malformed: args must decode to a list and "
@@ -125,15 +127,33 @@ def decode_arguments(assignment: Assignment) -> tuple[list[Any], dict[str, Any]]
     return args, kwargs
 
 
+def check_serializer(assignment: Assignment, declared: str) -> None:
+    """Refuse a job whose serializer is not the one its task declared.
+
+    Unpickling runs code chosen by whoever wrote the job, so a pickled job is decoded only
+    for a task declared with ``@task(serializer="pickle")``: the opt-in is the task's, not
+    the job's.
+
+    Raises:
+        SerializationError: the job's serializer differs from the task's.
+    """
+    if assignment.serializer != declared:
+        raise SerializationError(
+            f"refused: the job is stored with serializer {assignment.serializer!r} but task "
+            f"{assignment.task_name!r} is declared with {declared!r}; nothing was decoded"
+        )
+
+
 def run_assignment(assignment: Assignment) -> Outcome:
     """Run one job here (in a child) and return its outcome; never raises."""
     from tasks_rq.registry import find_task
 
     started_at = time.time()
     try:
+        found = find_task(assignment.task_name)
+        check_serializer(assignment, found.job_options.serializer)
         args, kwargs = decode_arguments(assignment)
         serializer = serializers.get(assignment.serializer)
-        found = find_task(assignment.task_name)
         value = found.func(*args, **kwargs)
     except BaseException as exc:  # the job fails; the child lives on, even on SystemExit
         return Outcome(assignment.job_id, False, describe_exception(exc), started_at, time.time())
@@ -160,6 +180,7 @@ def child_main(conn: Connection, imports: list[str], worker_pid: int = 0) -> Non
         exit_with(worker_pid)
     for module in imports:
         __import__(module)
+    own_pid = os.getpid()
     while True:
         try:
             batch = conn.recv()
@@ -168,7 +189,10 @@ def child_main(conn: Connection, imports: list[str], worker_pid: int = 0) -> Non
         if batch is None:
             return
         for assignment in batch:
-            conn.send(run_assignment(assignment))
+            outcome = run_assignment(assignment)
+            if os.getpid() != own_pid:
+                os._exit(0)  # a copy the task forked returned here: it must not answer
+            conn.send(outcome)
 
 
 def exit_with(pid: int) -> None:

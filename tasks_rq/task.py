@@ -129,10 +129,22 @@ class Task(Generic[P, R]):
             description: a text shown by ``tasks-rq jobs``.
             retry: retries of a failed run, as a count or a ``Retry``.
             repeat: a ``Repeat(times, interval)`` policy.
-            serializer: "json" (default) or "pickle".
+            serializer: the task's own serializer (it cannot change per call: workers decode
+                a job only with the serializer its task declares).
+
+        Raises:
+            ValueError: an option has a bad value, or ``serializer`` differs from the task's.
         """
         given = {name: value for name, value in locals().items() if name != "self"}
         changes = {name: value for name, value in given.items() if value is not None}
+        if (
+            serializer is not None
+            and serializers.get(serializer).name != self.job_options.serializer
+        ):
+            raise ValueError(
+                f"serializer {serializer!r} differs from the one {self.name} declares "
+                f"({self.job_options.serializer!r}); declare it with @task(serializer=...)"
+            )
         copy: Task[P, R] = Task(self.func, self.name, self.job_options.replace(**changes))
         return copy
 
@@ -228,6 +240,26 @@ class Task(Generic[P, R]):
             raise TypeError(f"{self.name}(): {exc}") from None
 
 
+def _check_name_is_free(name: str, function: Callable[..., Any]) -> None:
+    """Refuse a second, different function under a name already registered.
+
+    The same function defined again (its module reloaded or imported twice) replaces the
+    first silently; anything else would make which one runs depend on import order.
+    """
+    existing = REGISTRY.get(name)
+    if existing is None:
+        return
+    same = (
+        getattr(existing.func, "__module__", None),
+        getattr(existing.func, "__qualname__", None),
+    )
+    if same != (getattr(function, "__module__", None), getattr(function, "__qualname__", None)):
+        raise TaskDefinitionError(
+            f"task name {name!r} is already taken by {same[0]}.{same[1]}; give this one "
+            "another name with @task(name=...)"
+        )
+
+
 def _plain_positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
     """Return (required, total) positional counts if every parameter is a plain one."""
     plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -299,7 +331,13 @@ def task(
     def decorate(function: Callable[P, R]) -> Task[P, R]:
         if not callable(function):
             raise TypeError(f"@task needs a function, got {function!r}")
+        if inspect.iscoroutinefunction(function):
+            raise TaskDefinitionError(
+                f"{getattr(function, '__qualname__', function)} is an async def: tasks run as "
+                "plain functions; wrap it, e.g. def f(...): return asyncio.run(g(...))"
+            )
         registered = name or task_name_of(function)
+        _check_name_is_free(registered, function)
         made: Task[P, R] = Task(function, registered, job_options)
         REGISTRY[registered] = made
         return made

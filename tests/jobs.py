@@ -207,3 +207,16 @@ def fail_odd_calls(name: str) -> int:
     if count % 2:
         raise RuntimeError(f"odd call {count}")
     return count
+
+
+@task(serializer="pickle")
+def echo_pickled(value: object) -> object:
+    """Return ``value``; declared with pickle, so sets and other Python objects travel."""
+    return value
+
+
+@task
+def fork_and_return() -> str:
+    """Fork, and let both copies return normally: only the original may answer."""
+    os.fork()
+    return "returned"

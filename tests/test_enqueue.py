@@ -66,8 +66,10 @@ def test_wrong_arguments_are_refused_at_enqueue_time(client: redis.Redis) -> Non
 
 
 def test_pickle_is_an_explicit_opt_in(client: redis.Redis) -> None:
-    job = jobs.echo.options(serializer="pickle").delay({1, 2})
+    job = jobs.echo_pickled.delay({1, 2})
     assert Job.fetch(job.id).args == [{1, 2}]
+    with pytest.raises(ValueError, match="declare it with @task"):
+        jobs.echo.options(serializer="pickle")
 
 
 def test_custom_job_id_pending_twice_raises(client: redis.Redis) -> None:

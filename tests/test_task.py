@@ -108,3 +108,21 @@ def test_bad_retry_is_refused() -> None:
         Retry(max=-1)
     with pytest.raises(ValueError, match="retry"):
         jobs.add.options(retry=-2)
+
+
+def test_async_function_is_refused() -> None:
+    async def coroutine_task() -> None: ...
+
+    with pytest.raises(TaskDefinitionError, match="async def"):
+        task(name="tests.async")(coroutine_task)
+
+
+def test_a_taken_name_is_refused_for_another_function() -> None:
+    with pytest.raises(TaskDefinitionError, match="already taken"):
+        task(name="jobs.add")(lambda a, b: a - b)
+
+
+def test_the_same_function_may_register_again() -> None:
+    again = task(jobs.add.func)
+    assert REGISTRY["jobs.add"] is again
+    REGISTRY["jobs.add"] = jobs.add

@@ -155,3 +155,43 @@ def test_job_fetch_finds_the_queue(client: redis.Redis) -> None:
     job = jobs.add.options(queue="elsewhere").delay(1, 2)
     fetched = Job.fetch(job.id)
     assert fetched.queue == "elsewhere"
+
+
+def test_pickled_job_for_a_json_task_is_refused_without_decoding(
+    processes: Processes, client: redis.Redis, tmp_path
+) -> None:
+    import base64
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(([_Touch(str(marker))], {}))
+    request = JobRequest("jobs.echo", base64.b64encode(payload).decode(), None,
+                         JobOptions(serializer="pickle"))
+    job = Queue("default").enqueue([request])[0]
+    output_of(processes.worker("--burst"))
+    assert job.status is JobStatus.FAILED
+    assert "declared with 'json'" in (job.error or "")
+    assert not marker.exists()
+
+
+def test_pickled_job_for_a_pickle_task_runs(processes: Processes) -> None:
+    job = jobs.echo_pickled.delay({1, 2})
+    output_of(processes.worker("--burst"))
+    assert job.result(timeout=5) == {1, 2}
+
+
+def test_task_that_forks_a_returning_copy_answers_once(processes: Processes) -> None:
+    job = jobs.fork_and_return.delay()
+    after = jobs.add.delay(2, 3)
+    worker = processes.worker("--burst")
+    assert worker.wait(timeout=30) == 0
+    assert job.result(timeout=5) == "returned"
+    assert after.result(timeout=5) == 5
+
+
+class _Touch:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (self.path, "w"))
