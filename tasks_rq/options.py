@@ -28,6 +28,12 @@ MAX_GAP_S = 365 * 86400
 OnConflict = Literal["raise", "keep"]
 
 
+MAX_COUNT = 1_000_000_000
+"""Most repetitions or retries one job may have (Redis counters stay far from overflow)."""
+MAX_SECONDS = 100 * 365.25 * 86400
+"""Longest interval, timeout or TTL, in seconds (about 100 years)."""
+
+
 def _check_seconds(value: object, argument: str, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(
@@ -37,6 +43,10 @@ def _check_seconds(value: object, argument: str, *, allow_zero: bool = True) -> 
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{argument} must be a finite number {bound}, got {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(
+            f"{argument} must be at most 100 years ({MAX_SECONDS:.0f} s), got {value!r}"
+        )
     return seconds
 
 
@@ -63,8 +73,8 @@ def _check_gap(value: object, argument: str) -> float:
 def _check_count(value: object, argument: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{argument} must be an int, got {type(value).__name__}: {value!r}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be >= {minimum}, got {value!r}")
+    if not minimum <= value <= MAX_COUNT:
+        raise ValueError(f"{argument} must be from {minimum} to {MAX_COUNT:,}, got {value!r}")
     return value
 
 

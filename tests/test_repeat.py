@@ -69,7 +69,7 @@ def worker(processes: Processes, client: redis.Redis) -> None:
 @pytest.mark.parametrize(
     ("times", "interval", "error", "match"),
     [
-        (0, 1, ValueError, "times must be >= 1"),
+        (0, 1, ValueError, "times must be from 1"),
         (True, 1, TypeError, "times must be an int"),
         (2, [1, -2], ValueError, r"interval\[1\]"),
         (2, float("nan"), ValueError, "interval must be a finite"),

@@ -126,3 +126,18 @@ def test_the_same_function_may_register_again() -> None:
     again = task(jobs.add.func)
     assert REGISTRY["jobs.add"] is again
     REGISTRY["jobs.add"] = jobs.add
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Repeat(2**63, 1), "times must be from 1"),
+        (lambda: Retry(max=2**63), "max must be from 0"),
+        (lambda: Repeat(1, 1e300), "at most 100 years"),
+        (lambda: Repeat(1, [1, 1e12]), r"interval\[1\] must be at most 100 years"),
+        (lambda: Retry(max=1, interval=1e300), "at most 100 years"),
+    ],
+)
+def test_counts_and_intervals_too_large_to_store_are_refused(make, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()

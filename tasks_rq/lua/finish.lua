@@ -23,6 +23,9 @@
 --   run record to keep in the history ("" for none)
 -- Returns: per job, "stale", "queued", "scheduled", "finished", "failed" or "canceled".
 
+-- Counters are read with tonumber and written with HSET, never HINCRBY: a garbage or huge
+-- value must not stop the script halfway through a batch (Redis keeps what a failed script
+-- already wrote).
 local started, queue, scheduled = KEYS[1], KEYS[2], KEYS[3]
 local worker, wake, keep, done_prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
@@ -30,7 +33,7 @@ local function record_run(job, history, ok, payload, now, record)
   if ok then
     redis.call('HSET', job, 'result', payload, 'ended_at', now)
     redis.call('HDEL', job, 'error')
-    redis.call('HINCRBY', job, 'runs', 1)
+    redis.call('HSET', job, 'runs', (tonumber(redis.call('HGET', job, 'runs')) or 0) + 1)
   else
     redis.call('HSET', job, 'error', payload, 'ended_at', now)
   end
@@ -48,14 +51,16 @@ end
 
 local function run_again(job, id, ok, now, next_due)
   if ok then
-    redis.call('HINCRBY', job, 'repeats_left', -1)
+    local left = tonumber(redis.call('HGET', job, 'repeats_left')) or 1
+    redis.call('HSET', job, 'repeats_left', math.max(0, left - 1))
     redis.call('HDEL', job, 'recoveries')
     local retries = redis.call('HGET', job, 'retries')
     if retries then
       redis.call('HSET', job, 'retries_left', retries)
     end
   else
-    redis.call('HINCRBY', job, 'retries_left', -1)
+    local left = tonumber(redis.call('HGET', job, 'retries_left')) or 1
+    redis.call('HSET', job, 'retries_left', math.max(0, left - 1))
   end
   if tonumber(next_due) <= tonumber(now) then
     redis.call('HSET', job, 'status', 'queued', 'enqueued_at', now)
