@@ -128,6 +128,9 @@ def connect(url: str) -> redis.Redis:
     """
     options: dict[str, Any] = {
         "decode_responses": True,
+        # Bytes that are not UTF-8 (written by hand, or by another program) must fail the
+        # one job that holds them, not every reply they are part of.
+        "encoding_errors": "replace",
         "socket_timeout": SOCKET_TIMEOUT_S,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "retry": Retry(NoBackoff(), 0),

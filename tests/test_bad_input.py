@@ -6,6 +6,7 @@ then reads what became of one of them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import redis
 from conftest import Processes, output_of
 
-from tasks_rq import FailedJobRegistry, connection
+from tasks_rq import FailedJobRegistry, Job, JobStatus, connection
 from tasks_rq import queue as queue_module
 from tasks_rq.check import check
 from tasks_rq.keys import for_queue
@@ -119,3 +120,19 @@ def test_queue_entry_whose_key_is_not_a_hash_is_dropped_and_the_key_left_alone(
 def test_bad_jobs_leave_every_job_in_exactly_one_place(aftermath: dict[str, Any]) -> None:
     report = aftermath["check"]
     assert report.problem_counts() == {"not_a_hash": 1}
+
+
+def test_job_with_bytes_that_are_not_utf8_fails_alone(
+    processes: Processes, client: redis.Redis
+) -> None:
+    raw = redis.Redis.from_url(processes.redis_url)
+    names = for_queue("default")
+    raw.hset(names.job("binary"), mapping={"task": "jobs.echo", "args": b"\xff\xfe[1]",
+                                           "status": "queued", "created_at": time.time()})
+    raw.lpush(names.queue, "binary")
+    good = jobs.add.delay(1, 2)
+    worker = processes.worker("--burst")
+    output = output_of(worker)
+    assert worker.returncode == 0, output
+    assert good.result(timeout=5) == 3
+    assert Job.fetch("binary", "default").status is JobStatus.FAILED
