@@ -70,6 +70,22 @@ def _decode_extra(obj: dict[str, Any]) -> Any:
     return _DECODERS[tag](obj["v"])
 
 
+def _check_keys(value: Any) -> None:
+    # JSON turns every dict key into a string ({1: "a"} comes back as {"1": "a"}): refuse
+    # rather than change the data.
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"dict key {key!r} is a {type(key).__name__}, not a str; JSON would "
+                    "turn it into a string"
+                )
+            _check_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_keys(item)
+
+
 class JSONSerializer:
     """JSON with tags for datetime, date, time, UUID, Decimal and bytes."""
 
@@ -83,6 +99,7 @@ class JSONSerializer:
     def dumps(self, value: Any) -> str:
         """Return ``value`` as JSON text."""
         try:
+            _check_keys(value)
             return self._encoder.encode(value)
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(str(exc)) from exc

@@ -167,7 +167,7 @@ class Task(Generic[P, R]):
     def repeat(
         self,
         times: int,
-        interval: float | Sequence[float] = 0,
+        interval: float | timedelta | Sequence[float | timedelta] = 0,
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> Job[R]:

@@ -150,3 +150,10 @@ def test_delay_works_right_after_the_server_closed_idle_connections(
     job = jobs.add.delay(2, 2)
     assert job.status is JobStatus.QUEUED
     assert len(Queue("default")) == 2
+
+
+@pytest.mark.parametrize("value", [{1: "a"}, {"nested": [{None: 1}]}, ({True: 0},)])
+def test_dict_keys_json_would_change_are_refused(client: redis.Redis, value: object) -> None:
+    with pytest.raises(SerializationError, match="not a str"):
+        jobs.echo.delay(value)
+    assert client.dbsize() == 0

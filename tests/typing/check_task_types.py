@@ -52,6 +52,8 @@ assert_type(add.after(timedelta(seconds=10), 1, 2), Job[int])
 assert_type(add.after(2.5, 1, 2), Job[int])
 assert_type(add.repeat(3, [5, 10], 1, 2), Job[int])
 assert_type(add.repeat(1, 0, 1, 2), Job[int])
+assert_type(add.repeat(2, timedelta(seconds=5), 1, 2), Job[int])
+assert_type(add.repeat(2, [timedelta(seconds=5), 10], 1, 2), Job[int])
 assert_type(add.map([1, 2], [3, 4]), list[Job[int]])
 
 # options(...) returns a task of the same type, so its helpers stay checked.
