@@ -87,7 +87,6 @@ def main(folder: Path) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tasks_rq.server").setLevel(logging.INFO)  # say where Redis runs
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
         print("usage: python -m examples.wordcount FOLDER", file=sys.stderr)
         sys.exit(2)

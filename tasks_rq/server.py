@@ -147,7 +147,9 @@ def _start(folder: Path) -> EmbeddedServer:
         )
     pid = _wait_until_answers(url, folder)
     (folder / "server.json").write_text(json.dumps({"url": url, "pid": pid, "binary": binary}))
-    logger.info(
+    # A warning, so that it shows even where logging is not set up: a forgotten
+    # TASKS_RQ_URL must not silently send jobs to a private server.
+    logger.warning(
         "started an embedded Redis server (%s) with its data in %s; "
         "set TASKS_RQ_URL or pass --url to use your own server",
         binary,
