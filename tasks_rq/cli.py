@@ -74,9 +74,11 @@ def _import_modules(modules: tuple[str, ...]) -> None:
             raise click.ClickException(f"--import {module}: importing it raised {exc!r}") from None
 
 
-def _connect_or_fail() -> redis.Redis:
+def _connect_or_fail(start_embedded: bool = False) -> redis.Redis:
+    # Only commands that put work in (worker, scheduler, enqueue) start an embedded server;
+    # one that only looks must not start an empty one and report "nothing there".
     try:
-        client = connection.get_client()  # a cluster client connects as it is made
+        client = connection.get_client(start_embedded)  # a cluster client connects now
         connection.check_version(client)
     except redis.ConnectionError as exc:
         raise connection.unavailable(exc) from None
@@ -133,7 +135,7 @@ def worker(
 
     sys.path.insert(0, ".")
     _import_modules(imports)
-    client = _connect_or_fail()
+    client = _connect_or_fail(start_embedded=True)
     runner = Worker(
         list(queues) or ["default"],
         name=name,
@@ -155,7 +157,7 @@ def scheduler(queues: tuple[str, ...]) -> None:
 
     from tasks_rq.scheduler import Scheduler
 
-    client = _connect_or_fail()
+    client = _connect_or_fail(start_embedded=True)
     stopping: list[bool] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.append(True))
@@ -439,7 +441,7 @@ def enqueue(
     _import_modules(imports)
     found = find_task(task_name)
     configured = found.options(queue=queue) if queue else found
-    _connect_or_fail()
+    _connect_or_fail(start_embedded=True)
     if at is not None:
         job = configured.at(at, *args, **kwargs)
     elif after_s is not None:

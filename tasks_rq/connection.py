@@ -103,11 +103,27 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def resolve_url() -> str:
-    """Return the URL this process should use, starting the embedded server if needed."""
+def resolve_url(start_embedded: bool = True) -> str:
+    """Return the URL this process should use, starting the embedded server if needed.
+
+    Args:
+        start_embedded: with nothing configured, start this folder's embedded server if it
+            is not running (else only use one that runs).
+
+    Raises:
+        ConnectionUnavailableError: nothing configured, none running, and not asked to start.
+    """
     url = _state["url"] or os.environ.get("TASKS_RQ_URL")
     if url:
         return str(url)
+    if not start_embedded:
+        running = server.running(server.state_folder())
+        if running is None:
+            raise ConnectionUnavailableError(
+                "no Redis configured (set TASKS_RQ_URL or pass --url) and no embedded server "
+                "runs in this folder, so there is nothing to look at here"
+            )
+        return running.url
     return server.ensure_running().url
 
 
@@ -152,14 +168,18 @@ def _keepalive_options() -> dict[int, int]:
     return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
-def get_client() -> redis.Redis:
-    """Return this process's shared client (created on first use, again after a fork)."""
+def get_client(start_embedded: bool = True) -> redis.Redis:
+    """Return this process's shared client (created on first use, again after a fork).
+
+    Args:
+        start_embedded: see ``resolve_url``.
+    """
     client = _state["client"]
     if client is not None and _state["pid"] == os.getpid():
         return client  # type: ignore[no-any-return]
     with _lock:
         if _state["client"] is None or _state["pid"] != os.getpid():
-            url = resolve_url()
+            url = resolve_url(start_embedded)
             _state.update(client=connect(url), url=url, pid=os.getpid())
         return _state["client"]  # type: ignore[no-any-return]
 

@@ -99,3 +99,14 @@ def test_nothing_to_serve_is_one_clear_line(tmp_path: Path, bare_env: dict[str, 
     assert "Traceback" not in result.stderr
     assert "install redis-server" in result.stderr
     assert "TASKS_RQ_URL" in result.stderr
+
+
+def test_commands_that_only_look_start_no_embedded_server(
+    folder: Path, bare_env: dict[str, str]
+) -> None:
+    for command in (["info"], ["check"], ["jobs", "list"]):
+        result = run(folder, sys.executable, "-m", "tasks_rq.cli", *command, env=bare_env)
+        assert result.returncode != 0, command
+        assert "no embedded server runs in this folder" in result.stderr, command
+        assert "Traceback" not in result.stderr
+    assert not (folder / ".tasks_rq" / "server.json").exists()
