@@ -473,7 +473,10 @@ def check_command(queues: tuple[str, ...], repair: bool, as_json: bool) -> None:
     """Verify that every job is in exactly the place its status names (exit 1 if not)."""
     from tasks_rq import check
 
-    report = check.check(_connect_or_fail(), queues=list(queues) or None, repair=repair)
+    client = _connect_or_fail()
+    for name in queues:  # a mistyped queue must not pass as "clean"
+        inspection.check_queue(client, name)
+    report = check.check(client, queues=list(queues) or None, repair=repair)
     click.echo(display.to_json(report.to_dict()) if as_json else check.render(report))
     if not report.is_clean:
         sys.exit(1)

@@ -507,3 +507,11 @@ def test_enqueue_with_arguments_the_task_does_not_take_fails_cleanly(
 
     assert_clean_error(result, 1, "jobs.add(): missing a required argument: 'b'")
     assert len(Queue("default")) == 0
+
+
+def test_check_of_an_unknown_queue_fails_cleanly(processes: Processes) -> None:
+    jobs.add.delay(1, 2)
+    result = processes.run("check", "no-such-queue")
+    assert result.returncode == 1
+    assert "no queue 'no-such-queue'" in result.stderr
+    assert "Traceback" not in result.stderr
