@@ -15,7 +15,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -287,3 +289,24 @@ class SentinelSet:
         for node in [*self.sentinels, *self.data]:
             with contextlib.suppress(Exception):
                 node.stop()
+
+
+def running(deployment: Any) -> Iterator[Any]:
+    """Start ``deployment`` (a Cluster or a SentinelSet), yield it, and stop it."""
+    deployment.start()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def configured_client(redis_url: str) -> Iterator[redis.Redis]:
+    """Yield a client of ``redis_url``, configured as the library's connection."""
+    from tasks_rq import connection
+    from tasks_rq import queue as queue_module
+
+    made = connection.connect(redis_url)
+    connection.configure(url=redis_url)
+    queue_module._known_queues.clear()
+    yield made
+    made.close()

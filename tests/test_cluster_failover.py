@@ -16,11 +16,10 @@ import jobs
 import pytest
 import redis
 from conftest import Processes, wait_for
-from scaleout import Cluster
+from scaleout import Cluster, configured_client, running
 from schedulers import start_scheduling_worker, wait_for_holder
 
-from tasks_rq import ConnectionUnavailableError, Job, connection, keys
-from tasks_rq import queue as queue_module
+from tasks_rq import ConnectionUnavailableError, Job, keys
 
 RESUME_BOUND_S = 8.0
 """How soon after a replica took the dead master's slots over the worker and its scheduler
@@ -32,12 +31,7 @@ T = TypeVar("T")
 
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(tmp_path / "cluster", with_replicas=True)
-    made.start()
-    try:
-        yield made
-    finally:
-        made.stop()
+    yield from running(Cluster(tmp_path / "cluster", with_replicas=True))
 
 
 @pytest.fixture()
@@ -47,11 +41,7 @@ def redis_url(cluster: Cluster) -> str:
 
 @pytest.fixture()
 def client(redis_url: str) -> Iterator[redis.Redis]:
-    made = connection.connect(redis_url)
-    connection.configure(url=redis_url)
-    queue_module._known_queues.clear()
-    yield made
-    made.close()
+    yield from configured_client(redis_url)
 
 
 def patiently(call: Callable[[], T], timeout: float = 30) -> T:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import TESTS_DIR
 
 ENQUEUE = "import jobs; job = jobs.add.delay(20, 22); print(job.id)"
@@ -19,6 +18,20 @@ RESULT = "import sys; from tasks_rq import Job; print(Job.fetch(sys.argv[1]).res
 
 def run(folder: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+
+
+def burst_worker(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run(
+        folder,
+        sys.executable,
+        "-m",
+        "tasks_rq.cli",
+        "worker",
+        "--burst",
+        "--import",
+        "jobs",
+        env=env,
+    )
 
 
 @pytest.fixture()
@@ -42,17 +55,7 @@ def test_enqueue_and_worker_share_the_embedded_server_of_a_folder(
     job_id = enqueued.stdout.strip()
     assert (folder / ".tasks_rq" / "server.json").exists()
 
-    worker = run(
-        folder,
-        sys.executable,
-        "-m",
-        "tasks_rq.cli",
-        "worker",
-        "--burst",
-        "--import",
-        "jobs",
-        env=bare_env,
-    )
+    worker = burst_worker(folder, bare_env)
     assert worker.returncode == 0, worker.stderr
     assert "finished in" in worker.stderr
 
@@ -73,17 +76,7 @@ def test_server_status_and_stop(folder: Path, bare_env: dict[str, str]) -> None:
 def test_queued_jobs_survive_a_server_restart(folder: Path, bare_env: dict[str, str]) -> None:
     job_id = run(folder, sys.executable, "-c", ENQUEUE, env=bare_env).stdout.strip()
     run(folder, sys.executable, "-m", "tasks_rq.cli", "server", "stop", env=bare_env)
-    worker = run(
-        folder,
-        sys.executable,
-        "-m",
-        "tasks_rq.cli",
-        "worker",
-        "--burst",
-        "--import",
-        "jobs",
-        env=bare_env,
-    )
+    worker = burst_worker(folder, bare_env)
     assert "finished in" in worker.stderr, worker.stderr
     assert run(folder, sys.executable, "-c", RESULT, job_id, env=bare_env).stdout.strip() == "42"
 

@@ -19,11 +19,10 @@ import jobs
 import pytest
 import redis
 from conftest import Processes, wait_for
-from scaleout import SERVICE_NAME, SentinelSet
+from scaleout import SERVICE_NAME, SentinelSet, configured_client, running
 from schedulers import start_scheduling_worker, subscribers, wait_for_holder
 
 from tasks_rq import FinishedJobRegistry, Job, connection
-from tasks_rq import queue as queue_module
 
 RECOVERY_BOUND_S = 5.0
 """How soon after the sentinels name a new primary a job queued on it must have run. The
@@ -38,12 +37,7 @@ worker's switch to the new primary, so that they end on the new primary."""
 
 @pytest.fixture()
 def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
-    made = SentinelSet(tmp_path / "sentinel")
-    made.start()
-    try:
-        yield made
-    finally:
-        made.stop()
+    yield from running(SentinelSet(tmp_path / "sentinel"))
 
 
 @pytest.fixture()
@@ -54,11 +48,7 @@ def redis_url(sentinel_set: SentinelSet) -> str:
 @pytest.fixture()
 def client(redis_url: str) -> Iterator[redis.Redis]:
     """A client of the set's primary, configured as the library's connection."""
-    made = connection.connect(redis_url)
-    connection.configure(url=redis_url)
-    queue_module._known_queues.clear()
-    yield made
-    made.close()
+    yield from configured_client(redis_url)
 
 
 def log_of(client: redis.Redis, name: str) -> list[str]:
