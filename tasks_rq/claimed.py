@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from tasks_rq import serializers
-from tasks_rq.options import DEFAULT_TIMEOUT_S, Retry, gap_for
+from tasks_rq.options import DEFAULT_TIMEOUT_S, MAX_COUNT, Retry, gap_for
 from tasks_rq.pool import Assignment
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -83,10 +83,30 @@ def problem_of(fields: dict[str, str]) -> str | None:
         return (
             f"the stored job names an unknown serializer {name!r} (known: {known}); it was not run"
         )
-    for check in (_check_integers, _check_timeout, _check_policies):
-        found = check(fields)
+    for check in (_check_integers, _check_timeout, _check_policies, _check_counts):
+        try:
+            found = check(fields)
+        except Exception as exc:  # whatever the data, a bad job never stops the worker
+            found = f"{type(exc).__name__}: {exc}"[:200]
         if found:
             return f"the stored job is malformed: {found}; it was not run"
+    return None
+
+
+def _check_counts(fields: dict[str, str]) -> str | None:
+    # Counters within what the job's policies allow, so the next run can be computed.
+    for left, total, policy in (
+        ("repeats_left", "times", "repeat"),
+        ("retries_left", "max", "retry"),
+    ):
+        value = int(fields.get(left) or 0)
+        if value <= 0:
+            continue
+        limit = int(json.loads(fields[policy]).get(total, 0))
+        if left == "retries_left":
+            limit = int(fields.get("retries") or limit)
+        if value > limit or value > MAX_COUNT:
+            return f"field {left!r} is {value}, more than its policy allows ({limit})"
     return None
 
 

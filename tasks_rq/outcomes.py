@@ -51,7 +51,22 @@ def finish_calls(
         for index in indexes:
             job, outcome = outcomes[index]
             call_keys += [names.job(job.job_id), names.history(job.job_id)]
-            args += finish_args(job, outcome)
+            try:
+                args += finish_args(job, outcome)
+            except Exception as exc:  # stored data no policy can read: end the job here
+                logger.error(
+                    "job %s: its repeat or retry policy is unreadable (%r)", job.job_id, exc
+                )
+                args += [
+                    job.job_id,
+                    job.claims,
+                    outcome.ended_at,
+                    "fail",
+                    f"the job's stored policy is unreadable: {exc!r}",
+                    "",
+                    DEFAULT_FAILURE_TTL_S,
+                    "",
+                ]
         groups.append(((scripts.finish, call_keys, args), indexes))
     return groups
 

@@ -1,10 +1,11 @@
 """The child processes that run jobs for a worker.
 
 A worker keeps ``concurrency`` children, started once and reused for job after job. Each
-child runs one job at a time: the worker sends it a job over a pipe and gets back the
-outcome. A job that crashes its child (``os._exit``, a segfault, ``abort``) takes only that
-child down; the worker fails the job, starts a new child, and goes on. A job that runs past
-its timeout is stopped by killing its child. Children ignore SIGINT and SIGTERM: the worker
+child runs one job at a time: the worker sends it a job over a pipe (or, for tasks it has
+seen end in a few milliseconds, a short batch of them) and gets back one outcome per job.
+A job that crashes its child (``os._exit``, a segfault, ``abort``) takes only that child
+down; the worker fails the job, starts a new child, and goes on. A job that runs past its
+timeout is stopped by killing its child. Children ignore SIGINT and SIGTERM: the worker
 alone decides when a job is stopped, so Ctrl-C in a terminal never kills a running job.
 A child exits as soon as its worker is gone (SIGKILL, out-of-memory kill), so a job whose
 lease will be recovered does not run on unsupervised.

@@ -111,6 +111,8 @@ class Queue:
         client = self.connection
         now = time.time()
         ids = [request.job_id or os.urandom(JOB_ID_BYTES).hex() for request in requests]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the same job_id appears twice in one enqueue; ids must differ")
         argv: list[Any] = [_conflict_mode(requests), keys.wake_channel(self.name), len(requests)]
         for job_id, request in zip(ids, requests, strict=True):
             _append_job(argv, job_id, request, now)

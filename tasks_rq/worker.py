@@ -6,7 +6,8 @@ renew the leases of what it holds, and heartbeat. Idle, it sleeps on a pub/sub c
 enqueues publish to, so a new job starts within milliseconds without polling.
 
 Shutdown: the first SIGINT or SIGTERM stops claiming, gives back jobs claimed but not yet
-started, and waits for running jobs to end. A second signal, or ``shutdown_timeout``
+handed to a child, and waits for running jobs (and the rest of a batch of fast jobs a child
+already holds) to end. A second signal, or ``shutdown_timeout``
 passing, kills the running jobs and puts them back at the front of their queue without
 spending a retry.
 """
@@ -94,6 +95,7 @@ class Worker:
         self._held: dict[str, ClaimedJob] = {}
         self._pending: list[tuple[ClaimedJob, Outcome]] = []
         self._ended_children: list[Child] = []
+        self._fast_tasks: dict[str, bool] = {}
         self._buffer: deque[ClaimedJob] = deque()
         self._stop_requested = 0
         self._stop_started = 0.0
@@ -116,8 +118,9 @@ class Worker:
         self._stop_requested = 2 if hard else self._stop_requested + 1
         if not self._stop_started:
             self._stop_started = time.monotonic()
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_write, b"s")
+        if self._wake_write >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_write, b"s")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -328,8 +331,9 @@ class Worker:
         if self._stop_requested:
             return
         batch: list[ClaimedJob] = []
-        size = BATCH_PER_CHILD if self._fast else 1
-        while self._buffer and len(batch) < size:
+        while self._buffer and len(batch) < BATCH_PER_CHILD:
+            if batch and not self._fast_tasks.get(self._buffer[0].fields.get("task", "")):
+                break  # only jobs of tasks seen to be fast share a batch
             job = self._buffer.popleft()
             if job.problem:
                 now = time.time()
@@ -368,7 +372,9 @@ class Worker:
                 job = self._held.get(outcome.job_id)
                 if job is not None:
                     self._pending.append((job, outcome))
-                    self._fast = outcome.ended_at - outcome.started_at < FAST_JOB_S
+                    is_fast = outcome.ended_at - outcome.started_at < FAST_JOB_S
+                    self._fast_tasks[job.fields.get("task", "")] = is_fast
+                    self._fast = is_fast
         except (EOFError, OSError):
             return  # the child died: _check_children fails its job
         if child.is_idle:
@@ -377,12 +383,13 @@ class Worker:
     def _check_children(self) -> None:
         now = time.monotonic()
         for child in list(self.pool.busy()):
+            with contextlib.suppress(EOFError, OSError):
+                if child.conn.poll():
+                    self._receive(child)  # outcomes sent before it ended or timed out
+            if child.is_idle:
+                continue
             job = self._held.get(child.job_id or "")
             if child in self._ended_children or not child.process.is_alive():
-                if child.conn.poll():
-                    self._receive(child)  # outcomes it sent before it ended
-                    if child.is_idle:
-                        continue
                 reason = f"{child.exit_description()} while running the job"
             elif now > child.deadline and job is not None:
                 reason = f"timed out after {job.timeout_s:g} s; the job's process was killed"
@@ -412,13 +419,15 @@ class Worker:
         for (_, indexes), reply in zip(groups, replies, strict=True):
             for position, index in enumerate(indexes):
                 results[index] = reply if isinstance(reply, Exception) else reply[position]
+        if self._is_flush_in_doubt:  # before anything is dropped: this may fail too
+            for index, (job, outcome) in enumerate(outcomes):
+                if results[index] == "stale" and self._was_recorded(job, outcome):
+                    results[index] = "recorded by an earlier attempt whose reply was lost"
         self._pending = []
         for (job, outcome), result in zip(outcomes, results, strict=True):
             if isinstance(result, connection.TRANSIENT_ERRORS):
                 self._pending.append((job, outcome))  # refused for now (OOM, READONLY)
                 continue
-            if result == "stale" and self._is_flush_in_doubt and self._was_recorded(job, outcome):
-                result = "recorded by an earlier attempt whose reply was lost"
             log_outcome(job, outcome, result)
             self._held.pop(job.job_id, None)
             self.processed += 1
@@ -486,6 +495,8 @@ class Worker:
             pipe.zrem(keys.WORKERS, self.name)
             pipe.execute()
         if is_waker_gone:  # else a late write could land in a reused descriptor
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+            read_end, write_end = self._wake_read, self._wake_write
+            self._wake_read, self._wake_write = -1, -1
+            os.close(read_end)
+            os.close(write_end)
         logger.info("worker %s: stopped after %d job(s)", self.name, self.processed)

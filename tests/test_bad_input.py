@@ -15,7 +15,7 @@ import pytest
 import redis
 from conftest import Processes, output_of
 
-from tasks_rq import FailedJobRegistry, Job, JobStatus, connection
+from tasks_rq import FailedJobRegistry, Job, JobStatus, Repeat, connection
 from tasks_rq import queue as queue_module
 from tasks_rq.check import check
 from tasks_rq.keys import for_queue
@@ -136,3 +136,17 @@ def test_job_with_bytes_that_are_not_utf8_fails_alone(
     assert worker.returncode == 0, output
     assert good.result(timeout=5) == 3
     assert Job.fetch("binary", "default").status is JobStatus.FAILED
+
+
+def test_job_whose_counters_exceed_its_policy_fails_alone(
+    processes: Processes, client: redis.Redis
+) -> None:
+    bad = jobs.add.options(repeat=Repeat(1, 0)).delay(1, 1)
+    client.hset(for_queue("default").job(bad.id), "repeats_left", 50)
+    good = jobs.add.delay(2, 2)
+    worker = processes.worker("--burst")
+    output = output_of(worker)
+    assert worker.returncode == 0, output
+    assert good.result(timeout=5) == 4
+    assert bad.status is JobStatus.FAILED
+    assert "more than its policy allows" in (bad.error or "")

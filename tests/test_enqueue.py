@@ -157,3 +157,13 @@ def test_dict_keys_json_would_change_are_refused(client: redis.Redis, value: obj
     with pytest.raises(SerializationError, match="not a str"):
         jobs.echo.delay(value)
     assert client.dbsize() == 0
+
+
+def test_one_enqueue_with_the_same_id_twice_is_refused(client: redis.Redis) -> None:
+    from tasks_rq.options import JobOptions
+    from tasks_rq.queue import JobRequest
+
+    request = JobRequest("jobs.noop", None, None, JobOptions(), job_id="twin")
+    with pytest.raises(ValueError, match="twice"):
+        Queue("default").enqueue([request, request])
+    assert client.dbsize() == 0
