@@ -17,6 +17,7 @@ from conftest import TESTS_DIR, Processes, output_of, wait_for, worker_env
 from schedulers import (
     LATE_S,
     LOCK_TTL_S,
+    LogReader,
     lock_holder,
     pid_of,
     start_scheduler,
@@ -440,13 +441,21 @@ def test_two_workers_with_schedulers_run_each_of_2000_jobs_exactly_once(
     assert set(counts.values()) == {1}
 
 
-def test_sigkill_of_the_lock_holder_hands_the_queue_over_within_5_s(
+def holder_and_a_waiting_second(
     processes: Processes, client: redis.Redis
-) -> None:
+) -> tuple[LogReader, str]:
+    """Start a worker whose scheduler holds the lock, then a second one listening."""
     holder = start_scheduling_worker(processes)
     token = wait_for_holder(client)
     start_scheduling_worker(processes)
     wait_for(lambda: subscribers(client) == 4, what="the second scheduler to listen")
+    return holder, token
+
+
+def test_sigkill_of_the_lock_holder_hands_the_queue_over_within_5_s(
+    processes: Processes, client: redis.Redis
+) -> None:
+    holder, token = holder_and_a_waiting_second(processes, client)
     os.killpg(holder.process.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     wait_for_holder(client, other_than=token, timeout=10)
@@ -457,10 +466,7 @@ def test_sigkill_of_the_lock_holder_hands_the_queue_over_within_5_s(
 def test_graceful_stop_of_the_lock_holder_hands_the_queue_over_within_1_s(
     processes: Processes, client: redis.Redis
 ) -> None:
-    holder = start_scheduling_worker(processes)
-    token = wait_for_holder(client)
-    start_scheduling_worker(processes)
-    wait_for(lambda: subscribers(client) == 4, what="the second scheduler to listen")
+    holder, token = holder_and_a_waiting_second(processes, client)
     os.killpg(holder.process.pid, signal.SIGTERM)
     stopped_at = time.monotonic()
     wait_for_holder(client, other_than=token, timeout=10)
