@@ -366,6 +366,15 @@ def lateness_plan(
     return [base + i * spacing for i in range(count)]
 
 
+def wait_for_lateness_starts(conn, expected: int, dues: list[float]) -> bool:
+    """Wait until ``expected`` lateness jobs recorded their start, or past the last due time."""
+    return wait_until(
+        lambda: conn.llen(LATENESS_KEY) >= expected,
+        timeout=dues[-1] - time.time() + lateness_deadline(0),
+        interval=0.05,
+    )
+
+
 def lateness_deadline(count: int) -> float:
     """How long to wait for all lateness jobs after scheduling them."""
     return spec.LATENESS_LEAD_S + count * spec.LATENESS_SPACING_S + 10.0

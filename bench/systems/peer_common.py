@@ -11,17 +11,16 @@ from collections.abc import Callable
 
 import spec
 from common import (
-    LATENESS_KEY,
     MARK_END,
     MARK_START,
     Child,
     Ctx,
-    lateness_deadline,
     lateness_plan,
     lateness_summary,
     per_job_memory,
     timed_drain,
     tree_memory_mb,
+    wait_for_lateness_starts,
     wait_until,
 )
 
@@ -76,11 +75,7 @@ def lateness(
         dues = lateness_plan(ctx.jobs)
         for due in dues:
             send_late(due)
-        wait_until(
-            lambda: conn.llen(LATENESS_KEY) >= ctx.jobs,
-            timeout=dues[-1] - time.time() + lateness_deadline(0),
-            interval=0.05,
-        )
+        wait_for_lateness_starts(conn, ctx.jobs, dues)
     return lateness_summary(conn, ctx.jobs, ctx)
 
 

@@ -14,13 +14,11 @@ from datetime import datetime, timezone
 
 import spec
 from common import (
-    LATENESS_KEY,
     MARK_END,
     MARK_START,
     Ctx,
     FigureNotImplementedError,
     chunks,
-    lateness_deadline,
     lateness_plan,
     lateness_summary,
     per_job_memory,
@@ -28,6 +26,7 @@ from common import (
     side_main,
     timed_drain,
     tree_memory_mb,
+    wait_for_lateness_starts,
     wait_until,
 )
 
@@ -145,11 +144,7 @@ def lateness(ctx: Ctx):
             for due in dues:
                 q.enqueue_at(_utc(due), late, due, pipeline=pipe)
             pipe.execute()
-        wait_until(
-            lambda: conn.llen(LATENESS_KEY) >= ctx.jobs,
-            timeout=dues[-1] - time.time() + lateness_deadline(0),
-            interval=0.05,
-        )
+        wait_for_lateness_starts(conn, ctx.jobs, dues)
     ctx.notes.append("SimpleWorker with its scheduler; RQ rounds due times down to whole seconds")
     return lateness_summary(conn, ctx.jobs, ctx)
 

@@ -48,13 +48,11 @@ from typing import Any
 
 import spec
 from common import (
-    LATENESS_KEY,
     MARK_END,
     MARK_START,
     Child,
     Ctx,
     chunks,
-    lateness_deadline,
     lateness_plan,
     lateness_summary,
     parent_of,
@@ -64,6 +62,7 @@ from common import (
     side_main,
     timed_drain,
     tree_memory_mb,
+    wait_for_lateness_starts,
     wait_until,
 )
 
@@ -283,11 +282,7 @@ def lateness(ctx: Ctx):
         dues = lateness_plan(ctx.jobs)
         for due in dues:
             task.at(datetime.fromtimestamp(due, tz=timezone.utc), due)
-        wait_until(
-            lambda: conn.llen(LATENESS_KEY) >= ctx.jobs,
-            timeout=dues[-1] - time.time() + lateness_deadline(0),
-            interval=0.05,
-        )
+        wait_for_lateness_starts(conn, ctx.jobs, dues)
     ctx.notes.append("tasks-rq worker --with-scheduler (concurrency 1); late.at(due) per job")
     return lateness_summary(conn, ctx.jobs, ctx)
 
