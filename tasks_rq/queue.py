@@ -139,11 +139,12 @@ class Queue:
     def _jobs_from(
         self, ids: list[str], requests: Sequence[JobRequest], outcomes: list[str]
     ) -> list[Job[Any]]:
+        client = self.connection
         jobs: list[Job[Any]] = []
         for job_id, request, outcome in zip(ids, requests, outcomes, strict=True):
             if outcome != "ok" and request.options.on_conflict == "raise":
                 raise DuplicateJobError(job_id, outcome)
-            jobs.append(Job(job_id, self.name, client=self.connection))
+            jobs.append(Job(job_id, self.name, client=client))
         return jobs
 
     def _remember(self, client: redis.Redis) -> None:
